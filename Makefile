@@ -1,0 +1,31 @@
+# The whole set-up on a fresh machine is `make repro` or `make test`; both are idempotent.
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export NO_ALBUMENTATIONS_UPDATE := 1
+
+.PHONY: install repro test lint bench clean-venv
+
+install: $(STAMP)
+
+# Re-install only when the pins change; the stamp marks a finished install.
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $(STAMP)
+
+repro: install
+	$(VENV)/bin/dvc repro
+
+lint: install
+	$(VENV)/bin/ruff check src tests bench
+
+test: lint
+	$(VENV)/bin/pytest -n 2 --dist loadgroup
+
+bench: install
+	$(PY) bench/input_pipeline.py --out bench/results/input_pipeline.json
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,147 @@
+"""The `maskcls` command line. Thin: parse, load params, call one module's `run()`.
+
+Stage modules are imported inside each command so `maskcls --help` and the light stages start fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import typer
+
+from maskcls.errors import MaskclsError
+
+# albumentations otherwise checks for updates over the network on import.
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+
+PARAMS = typer.Option(Path("params.yaml"), "--params", "-p", help="params file")
+ROOT = typer.Option(Path("."), "--root", help="repository root the pipeline paths are relative to")
+
+
+def _params(path: Path):
+    from maskcls import params
+
+    return params.load(path)
+
+
+def _fold(value: str) -> int:
+    """Accept `2` or `fold2`, as DVC stage names spell it."""
+    return int(value.removeprefix("fold"))
+
+
+@app.command()
+def synth(
+    out: Path = typer.Option(..., help="folder to write the sample into"),
+    people: int = typer.Option(300, help="train people (7 photos each)"),
+    eval_people: int = typer.Option(150, help="eval people (7 photos each)"),
+    seed: int = typer.Option(0, help="same seed, same bytes"),
+):
+    """Generate a look-alike sample in the exact competition layout."""
+    from maskcls.stages import synth as stage
+
+    stage.run(out, people=people, eval_people=eval_people, seed=seed)
+
+
+@app.command()
+def validate(
+    raw_dir: Path = typer.Argument(..., help="competition folder holding train/ and eval/"),
+    out: Path = typer.Option(None, help="write the image index (train.csv, eval.csv) here when valid"),
+):
+    """Check a competition folder; exit non-zero naming each broken file or row."""
+    from maskcls.stages import validate as stage
+
+    stage.run(raw_dir, out=out)
+
+
+@app.command("relabel-age")
+def relabel_age(params: Path = PARAMS, root: Path = ROOT):
+    """Apply label overrides and the age threshold; write training targets per model."""
+    from maskcls.stages import relabel as stage
+
+    stage.run(_params(params), root=root)
+
+
+@app.command()
+def split(params: Path = PARAMS, root: Path = ROOT):
+    """Person-level fold assignment."""
+    from maskcls.stages import split as stage
+
+    stage.run(_params(params), root=root)
+
+
+@app.command()
+def cache(params: Path = PARAMS, root: Path = ROOT):
+    """Decode, crop and resize every image once into memory-mappable arrays."""
+    from maskcls.stages import cache as stage
+
+    stage.run(_params(params), root=root)
+
+
+@app.command()
+def train(
+    model: str = typer.Option(..., help="a name under `models` in params"),
+    fold: str = typer.Option("0", help="fold to hold out (2 or fold2)"),
+    params: Path = PARAMS,
+    root: Path = ROOT,
+):
+    """Train one model on one fold."""
+    from maskcls.stages import train as stage
+
+    stage.run(_params(params), model=model, fold=_fold(fold), root=root)
+
+
+@app.command()
+def predict(
+    model: str = typer.Option(..., help="a name under `models` in params"),
+    fold: str = typer.Option("0", help="fold (2 or fold2)"),
+    params: Path = PARAMS,
+    root: Path = ROOT,
+):
+    """Class probabilities of one trained model for eval and its out-of-fold train photos."""
+    from maskcls.stages import predict as stage
+
+    stage.run(_params(params), model=model, fold=_fold(fold), root=root)
+
+
+@app.command()
+def ensemble(params: Path = PARAMS, root: Path = ROOT):
+    """Combine folds and models into the submission."""
+    from maskcls.stages import ensemble as stage
+
+    stage.run(_params(params), root=root)
+
+
+@app.command()
+def evaluate(params: Path = PARAMS, root: Path = ROOT):
+    """Out-of-fold and (sample only) holdout metrics and plots."""
+    from maskcls.stages import evaluate as stage
+
+    stage.run(_params(params), root=root)
+
+
+@app.command("check-submission")
+def check_submission(
+    submission: Path = typer.Argument(..., help="submission csv"),
+    info: Path = typer.Argument(..., help="the competition's eval/info.csv"),
+):
+    """Check a submission against info.csv: rows, ImageID order, ans in 0..17."""
+    from maskcls import submission as sub
+
+    sub.check_file(submission, info)
+    typer.echo(f"{submission}: OK")
+
+
+def main() -> None:
+    try:
+        app()
+    except MaskclsError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
