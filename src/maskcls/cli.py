@@ -16,7 +16,11 @@ from maskcls.errors import MaskclsError
 # albumentations otherwise checks for updates over the network on import.
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="maskcls: mask / gender / age photo classification, from competition folders to a submission.",
+)
 
 PARAMS = typer.Option(Path("params.yaml"), "--params", "-p", help="params file")
 ROOT = typer.Option(Path("."), "--root", help="repository root the pipeline paths are relative to")
@@ -133,6 +137,47 @@ def check_submission(
 
     sub.check_file(submission, info)
     typer.echo(f"{submission}: OK")
+
+
+recipe_app = typer.Typer(no_args_is_help=True, help="Named recipes (recipes/*.yaml) run as DVC experiments.")
+app.add_typer(recipe_app, name="recipe")
+
+
+@recipe_app.command("list")
+def recipe_list(root: Path = ROOT):
+    """Available recipes and what each reproduces."""
+    from maskcls import recipes
+
+    for name in recipes.names(root):
+        recipe = recipes.load(name, root)
+        typer.echo(f"{name:8} {'[GPU] ' if recipe.gpu else ''}{recipe.description}")
+
+
+@recipe_app.command("show")
+def recipe_show(
+    name: str,
+    quick: bool = typer.Option(False, help="show the CPU/sample-sized version"),
+    root: Path = ROOT,
+):
+    """Print the params.yaml a recipe runs with."""
+    from maskcls import recipes
+
+    typer.echo(recipes.resolve(recipes.load(name, root), recipes.committed_params(root), quick=quick), nl=False)
+
+
+@recipe_app.command("run")
+def recipe_run(
+    name: str,
+    quick: bool = typer.Option(False, help="shrink to one fold, one epoch, small inputs: runs on CPU with the sample"),
+    queue: bool = typer.Option(False, help="queue it (`dvc queue start` runs the queue)"),
+    force: bool = typer.Option(False, help="replace an experiment of the same name"),
+    root: Path = ROOT,
+):
+    """Apply a recipe to the committed params.yaml and run it as the DVC experiment NAME."""
+    from maskcls import recipes
+
+    exp = recipes.run(name, quick=quick, queue=queue, force=force, root=root)
+    typer.echo(f"experiment {exp}: compare with `dvc exp show` and `dvc metrics diff`")
 
 
 def main() -> None:

@@ -324,7 +324,8 @@ def check(p: Params, source: str = "params") -> None:
     for name in p.train.models:
         if name not in p.models:
             close = difflib.get_close_matches(name, list(p.models), n=1)
-            bad("train.models", f"'{name}' is not defined under models" + (f"; did you mean '{close[0]}'?" if close else ""))
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            bad("train.models", f"'{name}' is not defined under models{hint}")
     if not p.train.models:
         bad("train.models", "at least one model must be trained")
     if len(set(p.train.models)) != len(p.train.models):

@@ -40,8 +40,8 @@ class Paths:
         return self.root / "preds" / model / f"fold{fold}"
 
     @property
-    def ensemble_dir(self) -> Path:
-        return self.root / "preds" / "ensemble"
+    def ensemble_dir(self) -> Path:  # ensemble: combined eval.npz, oof.npz (beside preds/, which it reads whole)
+        return self.root / "ensemble"
 
     @property
     def submissions(self) -> Path:

@@ -1,0 +1,103 @@
+"""Probabilities of one trained model for every eval photo and for its held-out (out-of-fold) train photos.
+
+Inputs come from the same cache as training and pass through the same `normalize` with the data config saved
+in the checkpoint, so inference cannot drift from training (size, crop, mean/std). Test-time augmentation
+averages probabilities over deterministic views only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from maskcls import io
+from maskcls.params import Params
+from maskcls.paths import Paths
+from maskcls.stages.cache import open_cache
+from maskcls.stages.split import read_folds
+from maskcls.transforms import normalize
+
+VIEWS = {
+    "none": lambda x: x,
+    "hflip": lambda x: torch.flip(x, dims=[3]),  # NCHW: flip width
+}
+
+
+def oof_rows(root: Path, fold: int) -> np.ndarray:
+    """Index rows of the train photos whose person is validated in `fold`."""
+    paths = Paths(root)
+    truth = pd.read_csv(paths.labels_dir / "truth.csv", dtype={"person": str})
+    folds = read_folds(root)
+    held_out = set(folds.loc[folds.fold == fold, "person"])
+    return truth.loc[truth.person.isin(held_out), "row"].to_numpy(dtype=np.int64)
+
+
+@torch.no_grad()
+def predict_arrays(
+    net,
+    data_config: dict,
+    images: np.ndarray,
+    rows: np.ndarray,
+    views: list[str],
+    batch_size: int,
+    device: torch.device,
+    embeddings: bool = False,
+    desc: str = "predict",
+) -> dict[str, np.ndarray]:
+    """Average per-task and 18-class probabilities over TTA views; optionally pooled backbone features."""
+    net.eval().to(device)
+    chunks: dict[str, list[np.ndarray]] = {}
+    for start in tqdm(range(0, len(rows), batch_size), desc=desc, unit="batch", leave=False):
+        batch = torch.from_numpy(np.ascontiguousarray(images[rows[start : start + batch_size]]))
+        x = normalize(batch.permute(0, 3, 1, 2).to(device), data_config)
+        summed: dict[str, torch.Tensor] = {}
+        for view in views:
+            probs = net.probabilities(net(VIEWS[view](x)))
+            for key, value in probs.items():
+                summed[key] = summed.get(key, 0) + value.float()
+        for key, value in summed.items():
+            chunks.setdefault(key, []).append((value / len(views)).cpu().numpy())
+        if embeddings:
+            chunks.setdefault("embeddings", []).append(net.features(x).float().cpu().numpy())
+    return {key: np.concatenate(parts) for key, parts in chunks.items()}
+
+
+def resolve_device(name: str) -> torch.device:
+    from maskcls.stages.train import resolve_device as train_device
+
+    return train_device(name)
+
+
+def run(params: Params, model: str, fold: int, root: Path = Path(".")) -> None:
+    from maskcls.stages.train import load_model
+
+    paths = Paths(root)
+    net, data_config = load_model(paths.model_dir(model, fold))
+    device = resolve_device(params.train.device)
+    out_dir = paths.pred_dir(model, fold)
+    eval_images = open_cache(paths.cache_dir, "eval")
+    train_images = open_cache(paths.cache_dir, "train")
+    jobs = {
+        "eval": (eval_images, np.arange(len(eval_images), dtype=np.int64)),
+        "oof": (train_images, oof_rows(root, fold)),
+    }
+    with io.atomic_path(out_dir) as tmp:
+        tmp.mkdir(parents=True)
+        for name, (images, rows) in jobs.items():
+            arrays = predict_arrays(
+                net,
+                data_config,
+                images,
+                rows,
+                list(params.predict.tta),
+                params.predict.batch_size,
+                device,
+                embeddings=params.predict.embeddings,
+                desc=f"predict {model} fold{fold} {name}",
+            )
+            io.save_npz(tmp / f"{name}.npz", rows=rows, **arrays)
+    print(f"predict: {model} fold{fold}: {len(jobs['eval'][1])} eval, {len(jobs['oof'][1])} out-of-fold photos")
