@@ -15,8 +15,9 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $(STAMP)
 
+# DVC stages call `maskcls`, so the venv's bin goes first on PATH.
 repro: install
-	$(VENV)/bin/dvc repro
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc repro
 
 lint: install
 	$(VENV)/bin/ruff check src tests bench

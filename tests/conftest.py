@@ -1,11 +1,17 @@
 import os
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+# DVC stages call `maskcls`: make this environment's console scripts visible to subprocesses.
+os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 # Two cores are shared by the test workers; more threads per worker only thrash.
 torch.set_num_threads(1)
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture

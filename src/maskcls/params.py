@@ -189,6 +189,8 @@ def to_dict(params) -> dict:
     """Plain data again (tuples as lists), e.g. to write a shrunk params.yaml."""
 
     def plain(value):
+        if isinstance(value, AugSpec):  # written back in the flat form params.yaml uses
+            return {"name": value.name, **plain(value.kwargs)}
         if dataclasses.is_dataclass(value):
             return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
         if isinstance(value, dict):

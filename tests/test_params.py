@@ -1,0 +1,65 @@
+from pathlib import Path
+
+import pytest
+
+from maskcls import params
+from maskcls.errors import ParamsError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_committed_params_load_and_numbers_stay_numbers(tmp_path):
+    p = params.load(REPO / "params.yaml")
+    assert isinstance(p.train.lr, float)
+    # YAML 1.2: `1e-4` (what `dvc exp run -S train.lr=1e-4` writes) is a number, not a string.
+    f = tmp_path / "params.yaml"
+    f.write_text("train:\n  lr: 1e-4\n  weight_decay: 0\n")
+    loaded = params.load(f)
+    assert loaded.train.lr == pytest.approx(1e-4)
+    assert isinstance(loaded.train.weight_decay, float)
+
+
+@pytest.mark.parametrize(
+    "data, key, words",
+    [
+        ({"train": {"lrr": 0.1}}, "train.lrr", "did you mean 'lr'"),
+        ({"trian": {}}, "trian", "did you mean 'train'"),
+        ({"train": {"epochs": "ten"}}, "train.epochs", "expected an integer"),
+        ({"train": {"epochs": 2.5}}, "train.epochs", "expected an integer"),
+        ({"train": {"channels_last": "yes"}}, "train.channels_last", "true or false"),
+        ({"train": {"optimizer": "adma"}}, "train.optimizer", "did you mean 'adam'"),
+        ({"cache": {"crop_size": [1, 2, 3]}}, "cache.crop_size", "list of 2"),
+        ({"train": {"models": ["nope"]}}, "train.models", "not defined"),
+        ({"train": {"folds": [7]}}, "train.folds", "does not exist"),
+        ({"split": {"method": "kfold", "n_folds": 1}}, "split.n_folds", "at least 2"),
+        ({"ensemble": {"method": "hard"}}, "ensemble.method", "at least two"),
+        ({"ensemble": {"method": "weighted"}}, "ensemble.weights", "needs a weight"),
+        (
+            {"models": {"multihead": {"head": "mask", "losses": {"age": {"name": "ce"}}}}},
+            "models.multihead",
+            "no output",
+        ),
+    ],
+)
+def test_bad_params_name_the_key(data, key, words):
+    with pytest.raises(ParamsError) as err:
+        params.from_dict(data)
+    assert key in str(err.value)
+    assert words in str(err.value)
+
+
+def test_per_task_models_need_all_tasks_unless_an_all_task_model_fills_in():
+    zoo = {"m": {"head": "mask"}, "g": {"head": "gender"}, "a": {"head": "age"}, "mh": {"head": "multihead"}}
+    with pytest.raises(ParamsError, match="missing age"):
+        params.from_dict({"models": zoo, "train": {"models": ["m", "g"]}})
+    params.from_dict({"models": zoo, "train": {"models": ["m", "g", "a"]}})
+    params.from_dict({"models": zoo, "train": {"models": ["a", "mh"]}})
+
+
+def test_round_trip_and_digest_stable():
+    p = params.load(REPO / "params.yaml")
+    again = params.from_dict(params.to_dict(p))
+    assert again == p
+    assert params.digest(again) == params.digest(p)
+    changed = params.from_dict({**params.to_dict(p), "seed": p.seed + 1})
+    assert params.digest(changed) != params.digest(p)
