@@ -180,6 +180,51 @@ def recipe_run(
     typer.echo(f"experiment {exp}: compare with `dvc exp show` and `dvc metrics diff`")
 
 
+lb_app = typer.Typer(no_args_is_help=True, help="Leaderboard ledger: scores tied to the exact revision behind them.")
+app.add_typer(lb_app, name="lb")
+
+
+@lb_app.command("record")
+def lb_record(
+    public: float = typer.Option(..., help="public leaderboard macro F1"),
+    private: float = typer.Option(None, help="private leaderboard macro F1, once known"),
+    rev: str = typer.Option(None, help="git revision that produced the submission (default HEAD)"),
+    exp: str = typer.Option(None, help="DVC experiment that produced the submission"),
+    note: str = typer.Option("", help="free text"),
+    root: Path = ROOT,
+):
+    """Add a row to leaderboard.csv (commit it with git)."""
+    from maskcls import ledger
+
+    row = ledger.record(root, public=public, private=private, rev=rev, exp=exp, note=note)
+    typer.echo(f"recorded row {row['id']}: rev {row['rev'][:10]}, submission md5 {row['submission_md5']}")
+
+
+@lb_app.command("show")
+def lb_show(root: Path = ROOT):
+    """The ledger sorted by public score, local CV beside it."""
+    from maskcls import ledger
+
+    typer.echo(ledger.show(root))
+
+
+@lb_app.command("reproduce")
+def lb_reproduce(
+    row_id: int = typer.Argument(..., help="row id from `maskcls lb show`"),
+    from_scratch: bool = typer.Option(False, help="ignore every cache and recompute all stages"),
+    keep: bool = typer.Option(False, help="keep the worktree for inspection"),
+    root: Path = ROOT,
+):
+    """Rebuild a row's submission in a separate worktree and compare md5s."""
+    from maskcls import ledger
+
+    same, rebuilt = ledger.reproduce(root, row_id, from_scratch=from_scratch, keep=keep)
+    if not same:
+        typer.secho(f"row {row_id}: rebuilt submission md5 {rebuilt} does NOT match the ledger", fg="red", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"row {row_id}: rebuilt submission md5 {rebuilt} matches")
+
+
 def main() -> None:
     try:
         app()
