@@ -257,3 +257,25 @@ def test_checkpoint_round_trip_gives_identical_outputs(head, x, tmp_path):
 def test_not_a_checkpoint_is_refused():
     with pytest.raises(MaskclsError, match="not a maskcls checkpoint"):
         model_from_checkpoint({"state_dict": {}})
+
+
+def test_offline_weights_with_their_normalisation_recognise_photos():
+    """The offline model, fed as its data_config says, names sklearn's sample photos as ImageNet does."""
+    from PIL import Image
+    from sklearn.datasets import load_sample_image
+
+    model = build_model(ModelSpec(head="mask", backbone="efficientnet_lite0", pretrained="offline")).eval()
+    raw = torch.load(offline_weights_file("efficientnet_lite0"), map_location="cpu", weights_only=True)
+    mean = torch.tensor(model.data_config["mean"])[:, None, None]
+    std = torch.tensor(model.data_config["std"])[:, None, None]
+    batch = []
+    for name in ("flower.jpg", "china.jpg"):
+        image = Image.fromarray(load_sample_image(name))
+        side = min(image.size)
+        left, top = (image.width - side) // 2, (image.height - side) // 2
+        image = image.crop((left, top, left + side, top + side)).resize((224, 224), Image.BICUBIC)
+        pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1).float() / 255
+        batch.append((pixels - mean) / std)
+    with torch.no_grad():
+        logits = model.features(torch.stack(batch)) @ raw["_fc.weight"].T + raw["_fc.bias"]
+    assert logits.argmax(1).tolist() == [985, 698]  # ImageNet classes daisy, palace

@@ -1,0 +1,101 @@
+"""Classification losses, each a module called as loss(logits (N, C), targets (N,) int64) -> mean scalar.
+
+ce           cross-entropy
+focal        cross-entropy scaled by (1 - p_true)^gamma: easy examples count less (gamma 0 is ce)
+smooth       cross-entropy against targets smoothed by `smoothing`
+weighted_ce  cross-entropy with per-class weights, averaged with those weights (torch's convention)
+f1           1 - macro soft F1 over the batch, from softmax probabilities
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from maskcls.errors import ParamsError
+from maskcls.params import LossSpec
+
+LOSS_NAMES = ("ce", "focal", "smooth", "weighted_ce", "f1")
+
+
+class FocalLoss(nn.Module):
+    def __init__(self, gamma: float):
+        super().__init__()
+        self.gamma = gamma
+
+    def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
+        log_p = F.log_softmax(logits.float(), dim=-1).gather(1, targets[:, None]).squeeze(1)
+        # (1 - p)^0 is 1 even at p == 1, so gamma 0 reduces exactly to cross-entropy
+        return (-((1 - log_p.exp()) ** self.gamma) * log_p).mean()
+
+
+class SoftF1Loss(nn.Module):
+    """1 - mean over classes of F1 computed with probabilities in place of hard counts.
+
+    Every class enters the mean, also one absent from the batch: its F1 is then 0 and its gradient only
+    pushes false positives down. Optimises the competition's macro F1 directly, at batch level.
+    """
+
+    def __init__(self, num_classes: int, eps: float = 1e-7):
+        super().__init__()
+        self.num_classes = num_classes
+        self.eps = eps
+
+    def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
+        probs = F.softmax(logits.float(), dim=-1)
+        onehot = F.one_hot(targets, self.num_classes).to(probs.dtype)
+        tp = (probs * onehot).sum(0)
+        fp = (probs * (1 - onehot)).sum(0)
+        fn = ((1 - probs) * onehot).sum(0)
+        f1 = 2 * tp / (2 * tp + fp + fn + self.eps)
+        return 1 - f1.mean()
+
+
+def inverse_frequency_weights(class_counts, num_classes: int) -> list[float]:
+    """Weight ~ 1 / count, scaled to mean 1. An absent class counts as one example rather than dividing by 0."""
+    counts = np.asarray(class_counts, dtype=np.float64)
+    if counts.shape != (num_classes,):
+        raise ValueError(f"class_counts: expected {num_classes} counts, got shape {counts.shape}")
+    weights = 1.0 / np.maximum(counts, 1.0)
+    return (weights / weights.mean()).tolist()
+
+
+def build_loss(spec: LossSpec, num_classes: int, class_counts=None) -> nn.Module:
+    """The loss `spec` names for a head with `num_classes` outputs.
+
+    `class_counts` (training examples per class) is only read by weighted_ce without explicit class_weights.
+    """
+    if spec.name == "ce":
+        return nn.CrossEntropyLoss()
+    if spec.name == "focal":
+        if spec.gamma < 0:
+            raise ParamsError(f"loss focal: gamma must be 0 or more, got {spec.gamma}")
+        return FocalLoss(spec.gamma)
+    if spec.name == "smooth":
+        if not 0 <= spec.smoothing < 1:
+            raise ParamsError(f"loss smooth: smoothing must be in [0, 1), got {spec.smoothing}")
+        return nn.CrossEntropyLoss(label_smoothing=spec.smoothing)
+    if spec.name == "weighted_ce":
+        return nn.CrossEntropyLoss(weight=torch.tensor(_class_weights(spec, num_classes, class_counts)))
+    if spec.name == "f1":
+        return SoftF1Loss(num_classes)
+    raise ParamsError(f"loss '{spec.name}': must be one of {', '.join(LOSS_NAMES)}")
+
+
+def _class_weights(spec: LossSpec, num_classes: int, class_counts) -> list[float]:
+    if spec.class_weights is not None:
+        if len(spec.class_weights) != num_classes:
+            raise ParamsError(
+                f"loss weighted_ce: class_weights has {len(spec.class_weights)} values, "
+                f"the head has {num_classes} classes"
+            )
+        if any(w < 0 for w in spec.class_weights) or not any(w > 0 for w in spec.class_weights):
+            raise ParamsError("loss weighted_ce: class_weights must be 0 or more, and not all 0")
+        return [float(w) for w in spec.class_weights]
+    if class_counts is None:
+        raise ParamsError(
+            "loss weighted_ce: give class_weights, or train with labels so they can be computed from class counts"
+        )
+    return inverse_frequency_weights(class_counts, num_classes)

@@ -1,0 +1,129 @@
+"""Optimizer and learning-rate schedule from `TrainParams`.
+
+The schedule object hides which torch scheduler runs underneath: the training loop calls `step_batch()` after
+every optimizer step and `step_epoch(val_f1)` after every epoch, and saves `state_dict()` in its resumable
+checkpoint, so a resumed run follows the same learning rates as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+
+from timm.optim import create_optimizer_v2
+from torch import nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LambdaLR, ReduceLROnPlateau, StepLR
+
+from maskcls.errors import MaskclsError, ParamsError
+from maskcls.params import TrainParams
+
+OPTIMIZERS = ("adam", "adamw", "sgd", "adamp", "radam")
+SCHEDULERS = ("none", "plateau", "cosine", "step")
+
+
+def build_optimizer(model: nn.Module, train: TrainParams) -> Optimizer:
+    """Biases and normalisation weights (every 1-d parameter) get no weight decay.
+
+    Decaying them only pulls BatchNorm scales towards 0 and buys no regularisation. `sgd` is Nesterov SGD
+    with `train.momentum`. Parameters with requires_grad=False are left out, as timm does.
+    """
+    if train.optimizer not in OPTIMIZERS:
+        raise ParamsError(f"train.optimizer '{train.optimizer}': must be one of {', '.join(OPTIMIZERS)}")
+    if train.weight_decay < 0:
+        raise ParamsError(f"train.weight_decay: must be 0 or more, got {train.weight_decay}")
+    return create_optimizer_v2(
+        model,
+        opt=train.optimizer,  # timm's names: sgd is Nesterov momentum SGD, adamp is timm's AdamP
+        lr=train.lr,
+        weight_decay=train.weight_decay,
+        momentum=train.momentum,
+        filter_bias_and_bn=True,
+    )
+
+
+def warmup_cosine(warmup_steps: int, total_steps: int):
+    """LR factor at optimizer step s (0-based): linear up to 1 over the warmup, then cosine down to 0."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps  # never 0: the first step already learns
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+class Schedule:
+    """One interface over the per-step, per-epoch and metric-driven schedulers."""
+
+    def __init__(self, optimizer: Optimizer, kind: str, scheduler=None, per_batch: bool = False):
+        self.optimizer = optimizer
+        self.kind = kind
+        self.scheduler = scheduler
+        self.per_batch = per_batch
+
+    @property
+    def lrs(self) -> list[float]:
+        """Current learning rate of each parameter group (for logging)."""
+        return [group["lr"] for group in self.optimizer.param_groups]
+
+    def step_batch(self) -> None:
+        if self.per_batch:
+            self.scheduler.step()
+
+    def step_epoch(self, val_metric: float | None = None) -> None:
+        """`val_metric`: validation macro F1 (higher is better); the plateau schedule needs it."""
+        if self.kind == "plateau":
+            if val_metric is None:
+                raise ValueError("the plateau schedule needs the epoch's validation metric")
+            self.scheduler.step(val_metric)
+        elif self.scheduler is not None and not self.per_batch:
+            self.scheduler.step()
+
+    def state_dict(self) -> dict:
+        return {"kind": self.kind, "scheduler": None if self.scheduler is None else self.scheduler.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("kind") != self.kind:
+            raise MaskclsError(
+                f"the checkpoint was saved with scheduler '{state.get('kind')}', params say '{self.kind}'; "
+                "resume with the params it was started with, or start afresh"
+            )
+        if self.scheduler is None:
+            return
+        self.scheduler.load_state_dict(state["scheduler"])
+        # A new LambdaLR already wrote its step-0 rate into the optimizer, over the rate a restored optimizer
+        # state holds; put back the rate of the saved step, whichever of the two was loaded first.
+        for group, lr in zip(self.optimizer.param_groups, self.scheduler.get_last_lr(), strict=True):
+            group["lr"] = lr
+
+
+def build_scheduler(optimizer: Optimizer, train: TrainParams, steps_per_epoch: int) -> Schedule:
+    kind = train.scheduler
+    if kind not in SCHEDULERS:
+        raise ParamsError(f"train.scheduler '{kind}': must be one of {', '.join(SCHEDULERS)}")
+    if steps_per_epoch < 1:
+        raise ValueError(f"steps_per_epoch must be at least 1, got {steps_per_epoch}")
+    if train.warmup_epochs and kind != "cosine":
+        raise ParamsError(f"train.warmup_epochs: warmup is implemented for scheduler cosine only, not '{kind}'")
+    if kind == "none":
+        return Schedule(optimizer, kind)
+    if kind == "cosine":
+        if not 0 <= train.warmup_epochs < train.epochs:
+            raise ParamsError(
+                f"train.warmup_epochs: must be 0 .. epochs-1 ({train.epochs - 1}), got {train.warmup_epochs}"
+            )
+        factor = warmup_cosine(train.warmup_epochs * steps_per_epoch, train.epochs * steps_per_epoch)
+        return Schedule(optimizer, kind, LambdaLR(optimizer, factor), per_batch=True)
+    if not 0 < train.gamma < 1:
+        raise ParamsError(f"train.gamma: the decay factor must be between 0 and 1, got {train.gamma}")
+    if kind == "step":
+        if train.step_size < 1:
+            raise ParamsError(f"train.step_size: must be at least 1 epoch, got {train.step_size}")
+        return Schedule(optimizer, kind, StepLR(optimizer, step_size=train.step_size, gamma=train.gamma))
+    # plateau: the metric is validation macro F1, so higher is better
+    if train.patience < 0:
+        raise ParamsError(f"train.patience: must be 0 or more, got {train.patience}")
+    return Schedule(
+        optimizer, kind, ReduceLROnPlateau(optimizer, mode="max", factor=train.gamma, patience=train.patience)
+    )
