@@ -71,3 +71,23 @@ def photo(folder: Path, stem: str) -> Path:
 
 def eval_images(raw: Path) -> list[Path]:
     return sorted(p for p in (raw / layout.EVAL_IMAGES).iterdir() if not p.name.startswith("."))
+
+
+def index_frame(people: dict[str, tuple[int, int]]) -> pd.DataFrame:
+    """A train index like validate writes, for `{person: (gender, age)}`; no images behind it."""
+    records = [
+        {
+            "person": person,
+            "folder": f"{person}_folder",
+            "stem": stem,
+            "file": f"{layout.TRAIN_IMAGES}/{person}_folder/{stem}.jpg",
+            "gender": gender,
+            "age": age,
+            "mask": layout.STEM_TO_MASK[stem],
+        }
+        for person, (gender, age) in people.items()
+        for stem in layout.STEMS
+    ]
+    frame = pd.DataFrame.from_records(records)
+    frame.insert(0, "row", range(len(frame)))
+    return frame

@@ -1,0 +1,92 @@
+"""relabel_age: label overrides and the age threshold -> the targets each model trains on.
+
+`truth.csv` keeps the competition's age bands (old from 60) for splits and metrics. Each `<model>.csv` holds
+only the targets that model's head predicts, so a mask-only model's file stays byte-identical when
+`relabel_age.old_from` changes and DVC does not retrain it. The labels folder is replaced as a whole, so the
+file of a model removed from params does not linger.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from maskcls import io, layout, overrides
+from maskcls.errors import DataError, ParamsError
+from maskcls.params import Params
+from maskcls.paths import Paths
+
+TRUTH = "truth"
+INDEX_COLUMNS = ["row", "person", "stem", "gender", "age", "mask"]
+
+
+def run(params: Params, root: Path = Path(".")) -> dict[str, pd.DataFrame]:
+    """Write data/labels/truth.csv and one <model>.csv per entry of `params.models`; return the tables by name."""
+    paths = Paths(root)
+    settings = params.relabel_age
+    _check_params(params)
+    index = read_index(paths.index_dir / "train.csv")
+    fixed = overrides.apply(index, settings.overrides)
+
+    tables = {TRUTH: truth_table(fixed)}
+    for name, spec in params.models.items():
+        tables[name] = model_table(fixed, spec.head, settings.old_from)
+    with io.atomic_path(paths.labels_dir) as tmp:
+        tmp.mkdir()
+        for name, table in tables.items():
+            table.to_csv(tmp / f"{name}.csv", index=False, lineterminator="\n")
+    _report(index, fixed, settings.overrides, settings.old_from)
+    return tables
+
+
+def read_index(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise DataError(f"{path}: not found; run the validate stage first (dvc repro validate)")
+    index = pd.read_csv(path, dtype={"person": str, "folder": str, "stem": str, "file": str})
+    missing = [c for c in INDEX_COLUMNS if c not in index.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)}; re-run the validate stage")
+    return index
+
+
+def truth_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """row, person, mask, gender, age band (the competition's: old from 60), class."""
+    age = layout.age_to_label(frame["age"].to_numpy())
+    out = frame[["row", "person", "mask", "gender"]].assign(age=age)
+    return out.assign(**{"class": layout.encode(out["mask"], out["gender"], out["age"])})
+
+
+def model_table(frame: pd.DataFrame, head: str, old_from: int) -> pd.DataFrame:
+    """row, person and the targets `head` trains on; the age band uses `old_from`."""
+    tasks = [head] if head in layout.TASKS else list(layout.TASKS)
+    out = frame[["row", "person"]].copy()
+    for task in tasks:
+        out[task] = layout.age_to_label(frame["age"].to_numpy(), old_from=old_from) if task == "age" else frame[task]
+    return out
+
+
+def _check_params(params: Params) -> None:
+    old_from = params.relabel_age.old_from
+    if not layout.YOUNG_BELOW < old_from <= layout.OLD_FROM:
+        raise ParamsError(
+            f"relabel_age.old_from: {old_from} leaves no middle age band or widens it past the "
+            f"competition's; use {layout.YOUNG_BELOW + 1}..{layout.OLD_FROM}"
+        )
+    for name in params.models:
+        if name == TRUTH or not name.strip() or name.startswith(".") or "/" in name or "\\" in name:
+            raise ParamsError(
+                f"models.{name}: the name becomes data/labels/{name}.csv; rename the model "
+                f"(letters, digits, - and _; not '{TRUTH}')"
+            )
+
+
+def _report(before: pd.DataFrame, after: pd.DataFrame, mode: str, old_from: int) -> None:
+    changed = (before[["mask", "gender", "age"]] != after[["mask", "gender", "age"]]).any(axis=1)
+    old = after.loc[layout.age_to_label(after["age"].to_numpy(), old_from=old_from) == 2, "person"].nunique()
+    print(
+        f"relabel_age: overrides '{mode}' changed labels of {changed.sum()} photos "
+        f"({after.loc[changed, 'person'].nunique()} people); {old} people old at age >= {old_from}",
+        file=sys.stderr,
+    )
