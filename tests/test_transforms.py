@@ -59,7 +59,7 @@ def test_same_seed_same_output(rng):
     [
         (AugSpec("Afine"), ["'Afine'", "Affine"]),
         (AugSpec("Affine", {"rotat": [-5, 5]}), ["Affine", "'rotat'", "'rotate'"]),
-        (AugSpec("HorizontalFlip", {"prob": 0.5}), ["HorizontalFlip", "'prob'", "'p'"]),
+        (AugSpec("HorizontalFlip", {"prob": 0.5}), ["HorizontalFlip", "'prob'", "valid: p"]),
         (AugSpec("Affine", {"rotate": "lots"}), ["Affine", "'rotate'", "'lots'"]),
         (AugSpec("Affine", {"p": 2}), ["Affine", "'p'"]),
         (AugSpec("CenterCrop", {"height": 16, "width": 16}), ["CenterCrop", "size"]),
