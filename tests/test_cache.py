@@ -56,12 +56,23 @@ def test_face_box_centres_on_the_face_and_falls_back():
     assert (box, fell_back) == (stage.center_box((512, 384), params), True)
 
 
-def test_haar_detector_available_or_says_why():
-    if not hasattr(cv2, "CascadeClassifier"):
-        with pytest.raises(ResourceError, match="crop: center"):
-            stage.haar_detector()
-    else:
-        assert stage.haar_detector()(np.zeros((512, 384, 3), np.uint8)) is None  # blank photo: no face
+def test_haar_detector_finds_generated_faces_in_the_upper_middle(tmp_path):
+    from maskcls.imageio import read_rgb
+    from maskcls.stages import synth
+
+    raw = synth.run(tmp_path / "raw", people=4, eval_people=1, seed=3)
+    detect = stage.haar_detector()
+    assert detect(np.zeros((512, 384, 3), np.uint8)) is None  # blank photo: no face
+    for photo in sorted(raw.glob("train/images/*/normal.*")):
+        top, left, h, w = detect(read_rgb(photo))
+        cy, cx = (top + h / 2) / 512, (left + w / 2) / 384
+        assert 0.3 < cy < 0.55 and 0.35 < cx < 0.65, (photo, cy, cx)
+
+
+def test_missing_haar_cascades_say_what_to_do(monkeypatch):
+    monkeypatch.delattr(cv2, "CascadeClassifier")
+    with pytest.raises(ResourceError, match="crop: center"):
+        stage.haar_detector()
 
 
 # --- the stage on a tiny competition folder -----------------------------------------------------------------

@@ -14,6 +14,7 @@ import pandas as pd
 from sklearn.metrics import f1_score
 
 from maskcls import io, layout
+from maskcls.metrics import accuracy, macro_f1
 from maskcls.params import Params
 from maskcls.paths import Paths
 from maskcls.stages.ensemble import model_probs
@@ -21,16 +22,13 @@ from maskcls.stages.ensemble import model_probs
 
 def scores(true_class: np.ndarray, pred_class: np.ndarray, prefix: str) -> dict[str, float]:
     """Macro F1 (over all 18 classes, as the leaderboard computes it) and accuracy, overall and per task."""
-    true_class, pred_class = np.asarray(true_class), np.asarray(pred_class)
     out = {
-        f"{prefix}_f1": f1_score(true_class, pred_class, labels=range(18), average="macro", zero_division=0),
-        f"{prefix}_acc": float(np.mean(true_class == pred_class)),
+        f"{prefix}_f1": macro_f1(true_class, pred_class, layout.NUM_CLASSES),
+        f"{prefix}_acc": accuracy(true_class, pred_class),
     }
     for task, t, p in zip(layout.TASKS, layout.decode(true_class), layout.decode(pred_class), strict=True):
-        out[f"{prefix}_{task}_f1"] = f1_score(
-            t, p, labels=range(layout.TASK_SIZES[task]), average="macro", zero_division=0
-        )
-    return {k: round(float(v), 6) for k, v in out.items()}
+        out[f"{prefix}_{task}_f1"] = macro_f1(t, p, layout.TASK_SIZES[task])
+    return {k: round(v, 6) for k, v in out.items()}
 
 
 def confusion_rows(true_class: np.ndarray, pred_class: np.ndarray) -> pd.DataFrame:
@@ -39,7 +37,7 @@ def confusion_rows(true_class: np.ndarray, pred_class: np.ndarray) -> pd.DataFra
 
 
 def per_class_f1(true_class: np.ndarray, pred_class: np.ndarray) -> pd.DataFrame:
-    f1 = f1_score(true_class, pred_class, labels=range(18), average=None, zero_division=0)
+    f1 = f1_score(true_class, pred_class, labels=range(layout.NUM_CLASSES), average=None, zero_division=0)
     return pd.DataFrame({"class": range(18), "f1": np.round(f1, 6)})
 
 

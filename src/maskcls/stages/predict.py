@@ -79,8 +79,9 @@ def run(params: Params, model: str, fold: int, root: Path = Path(".")) -> None:
     net, data_config = load_model(paths.model_dir(model, fold))
     device = resolve_device(params.train.device)
     out_dir = paths.pred_dir(model, fold)
-    eval_images = open_cache(paths.cache_dir, "eval")
-    train_images = open_cache(paths.cache_dir, "train")
+    size = (params.cache.height, params.cache.width)
+    eval_images = open_cache(paths.cache_dir, "eval", expected_size=size)
+    train_images = open_cache(paths.cache_dir, "train", expected_size=size)
     jobs = {
         "eval": (eval_images, np.arange(len(eval_images), dtype=np.int64)),
         "oof": (train_images, oof_rows(root, fold)),
