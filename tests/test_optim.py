@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+from maskcls import params
 from maskcls.errors import MaskclsError, ParamsError
 from maskcls.models import build_model
 from maskcls.optim import build_optimizer, build_scheduler
@@ -112,10 +113,18 @@ def test_no_schedule_keeps_lr():
     assert run_epochs(net, opt, build_scheduler(opt, train, 2), 2, 2) == [0.3] * 4
 
 
-def test_warmup_only_with_cosine():
-    opt = build_optimizer(small_net(), TrainParams())
-    with pytest.raises(ParamsError, match="warmup"):
-        build_scheduler(opt, TrainParams(scheduler="step", warmup_epochs=1), 2)
+@pytest.mark.parametrize(
+    "train, key",
+    [
+        ({"scheduler": "step", "warmup_epochs": 1}, "train.warmup_epochs"),
+        ({"scheduler": "cosine", "epochs": 2, "warmup_epochs": 2}, "train.warmup_epochs"),
+        ({"scheduler": "plateau", "gamma": 1.5, "warmup_epochs": 0}, "train.gamma"),
+        ({"scheduler": "step", "step_size": 0, "warmup_epochs": 0}, "train.step_size"),
+    ],
+)
+def test_schedule_combinations_are_checked_with_the_params(train, key):
+    with pytest.raises(ParamsError, match=key):
+        params.from_dict({"train": train})
 
 
 def snapshot(obj) -> dict:

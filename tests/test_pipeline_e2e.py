@@ -17,14 +17,21 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]
 
 TINY = {
     "synth": {"people": 40, "eval_people": 8, "seed": 0},
-    "split": {"method": "kfold", "n_folds": 2},
+    "split": {"method": "holdout", "holdout_ratio": 0.3},
     "cache": {"height": 32, "width": 24},
     "models": {
         "mh": {"head": "multihead", "backbone": "test_efficientnet", "pretrained": "none"},
         "mk": {"head": "mask", "backbone": "test_efficientnet", "pretrained": "none"},
     },
     "aug": {"train": [{"name": "HorizontalFlip", "p": 0.5}], "minority": []},
-    "train": {"models": ["mh", "mk"], "folds": [0], "epochs": 1, "batch_size": 16, "num_workers": 0},
+    "train": {
+        "models": ["mh", "mk"],
+        "folds": [0],
+        "epochs": 1,
+        "warmup_epochs": 0,
+        "batch_size": 16,
+        "num_workers": 0,
+    },
     "predict": {"batch_size": 64},
 }
 

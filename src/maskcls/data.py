@@ -168,11 +168,14 @@ def build_train_loader(
     """
     tp = params.train
     minority = tp.minority
+    # Minority handling belongs to the models that predict its task (the seed resampled old age for the age
+    # model only); a mask-only model of the same experiment trains on the plain data.
+    mode = minority.mode if minority.task in targets else "none"
     epoch_seed = loader_seed(seed, epoch)
     augment = build_augment(params.aug.train, derive_seed(epoch_seed, "augment"), "aug.train", images.shape[1:3])
     minority_augment = None
     is_copy = None
-    if minority.mode == "resample":
+    if mode == "resample":
         rows, targets, is_copy = resample_minority(rows, targets, minority)
         minority_augment = build_augment(
             params.aug.minority, derive_seed(epoch_seed, "minority"), "aug.minority", images.shape[1:3]
@@ -181,7 +184,7 @@ def build_train_loader(
 
     g = generator(epoch_seed)
     sampler = None
-    if minority.mode == "weighted":
+    if mode == "weighted":
         weights = inverse_frequency_weights(_task_labels(dataset.targets, minority))
         sampler = WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double), len(dataset), generator=g)
     return DataLoader(

@@ -1,9 +1,9 @@
 """The competition's folder format and label encoding: the single place that knows them.
 
-    class = mask * 6 + gender * 3 + age
-    mask:   wear=0 (mask1..mask5), incorrect=1 (incorrect_mask), not wear=2 (normal)
-    gender: male=0, female=1
-    age:    <30 = 0, 30..59 = 1, >=60 = 2
+class = mask * 6 + gender * 3 + age
+mask:   wear=0 (mask1..mask5), incorrect=1 (incorrect_mask), not wear=2 (normal)
+gender: male=0, female=1
+age:    <30 = 0, 30..59 = 1, >=60 = 2
 """
 
 from __future__ import annotations

@@ -99,31 +99,19 @@ class Schedule:
 
 
 def build_scheduler(optimizer: Optimizer, train: TrainParams, steps_per_epoch: int) -> Schedule:
+    # The combinations (warmup only with cosine, decay factor, step size, patience) are checked with the rest
+    # of params.yaml before any work starts: see maskcls.params.check.
     kind = train.scheduler
-    if kind not in SCHEDULERS:
-        raise ParamsError(f"train.scheduler '{kind}': must be one of {', '.join(SCHEDULERS)}")
     if steps_per_epoch < 1:
         raise ValueError(f"steps_per_epoch must be at least 1, got {steps_per_epoch}")
-    if train.warmup_epochs and kind != "cosine":
-        raise ParamsError(f"train.warmup_epochs: warmup is implemented for scheduler cosine only, not '{kind}'")
     if kind == "none":
         return Schedule(optimizer, kind)
     if kind == "cosine":
-        if not 0 <= train.warmup_epochs < train.epochs:
-            raise ParamsError(
-                f"train.warmup_epochs: must be 0 .. epochs-1 ({train.epochs - 1}), got {train.warmup_epochs}"
-            )
         factor = warmup_cosine(train.warmup_epochs * steps_per_epoch, train.epochs * steps_per_epoch)
         return Schedule(optimizer, kind, LambdaLR(optimizer, factor), per_batch=True)
-    if not 0 < train.gamma < 1:
-        raise ParamsError(f"train.gamma: the decay factor must be between 0 and 1, got {train.gamma}")
     if kind == "step":
-        if train.step_size < 1:
-            raise ParamsError(f"train.step_size: must be at least 1 epoch, got {train.step_size}")
         return Schedule(optimizer, kind, StepLR(optimizer, step_size=train.step_size, gamma=train.gamma))
     # plateau: the metric is validation macro F1, so higher is better
-    if train.patience < 0:
-        raise ParamsError(f"train.patience: must be 0 or more, got {train.patience}")
     return Schedule(
         optimizer, kind, ReduceLROnPlateau(optimizer, mode="max", factor=train.gamma, patience=train.patience)
     )

@@ -93,6 +93,8 @@ class AugParams:
 
 @dataclass(frozen=True)
 class MinorityParams:
+    """Applies to the models that predict `task`; the others of the same experiment train on the plain data."""
+
     mode: Literal["none", "resample", "weighted"] = "none"
     task: Literal["mask", "gender", "age"] = "age"
     label: int = 2  # the minority class of `task` (old age)
@@ -347,6 +349,17 @@ def check(p: Params, source: str = "params") -> None:
             bad(f"train.{key}", "must be at least 1")
     if p.train.lr <= 0:
         bad("train.lr", "must be positive")
+    t = p.train
+    if t.warmup_epochs and t.scheduler != "cosine":
+        bad("train.warmup_epochs", f"warmup is implemented for scheduler cosine only, not '{t.scheduler}'")
+    if not 0 <= t.warmup_epochs < t.epochs:
+        bad("train.warmup_epochs", f"must be 0 .. epochs-1 ({t.epochs - 1}), got {t.warmup_epochs}")
+    if t.scheduler in ("step", "plateau") and not 0 < t.gamma < 1:
+        bad("train.gamma", f"the decay factor must be between 0 and 1, got {t.gamma}")
+    if t.step_size < 1:
+        bad("train.step_size", f"must be at least 1 epoch, got {t.step_size}")
+    if t.patience < 0:
+        bad("train.patience", f"must be 0 or more, got {t.patience}")
     if p.train.num_workers < 0:
         bad("train.num_workers", "must be 0 or more")
     if not 0 <= p.train.ema < 1:

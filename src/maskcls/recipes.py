@@ -25,7 +25,7 @@ RECIPES_DIR = "recipes"
 REPLACED_WHOLE = ("models",)
 QUICK = {
     "cache": {"height": 64, "width": 48},
-    "train": {"epochs": 1, "folds": [0], "batch_size": 32, "device": "cpu"},
+    "train": {"epochs": 1, "warmup_epochs": 0, "folds": [0], "batch_size": 32, "device": "cpu"},
 }
 
 
@@ -97,9 +97,7 @@ def resolve(recipe: Recipe, base_text: str, quick: bool = False) -> str:
 
 def committed_params(root: Path = Path(".")) -> str:
     """The committed params.yaml: recipes apply to it, not to whatever the workspace was left with."""
-    result = subprocess.run(
-        ["git", "show", "HEAD:params.yaml"], cwd=root, capture_output=True, text=True, check=False
-    )
+    result = subprocess.run(["git", "show", "HEAD:params.yaml"], cwd=root, capture_output=True, text=True, check=False)
     return result.stdout if result.returncode == 0 else (Path(root) / "params.yaml").read_text()
 
 
