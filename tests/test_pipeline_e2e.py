@@ -1,73 +1,14 @@
 """The real pipeline end to end: a copy of the repository, shrunk params, `dvc repro`, experiments, incrementality."""
 
 import json
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from maskcls import params, submission
+from repo_copy import copy_repo, dvc, ran, sh
 
-REPO = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]
-
-TINY = {
-    "synth": {"people": 40, "eval_people": 8, "seed": 0},
-    "split": {"method": "holdout", "holdout_ratio": 0.3},
-    "cache": {"height": 32, "width": 24},
-    "models": {
-        "mh": {"head": "multihead", "backbone": "test_efficientnet", "pretrained": "none"},
-        "mk": {"head": "mask", "backbone": "test_efficientnet", "pretrained": "none"},
-    },
-    "aug": {"train": [{"name": "HorizontalFlip", "p": 0.5}], "minority": []},
-    "train": {
-        "models": ["mh", "mk"],
-        "folds": [0],
-        "epochs": 1,
-        "warmup_epochs": 0,
-        "batch_size": 16,
-        "num_workers": 0,
-    },
-    "predict": {"batch_size": 64},
-}
-
-
-def sh(cwd, *cmd, check=True):
-    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])}
-    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return result.stdout + result.stderr
-
-
-def dvc(cwd, *args, check=True):
-    return sh(cwd, sys.executable, "-m", "dvc", *args, check=check)
-
-
-def copy_repo(dest: Path) -> Path:
-    """The tracked files of this checkout, as a fresh git repository (what a clone would hold)."""
-    files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
-    for rel in filter(None, files.decode().split("\0")):
-        if (REPO / rel).is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / rel, dest / rel)
-    base = params.read_yaml(dest / "params.yaml")
-    for key, value in TINY.items():
-        base[key] = {**base.get(key, {}), **value} if key != "models" else value
-    params.dump(base, dest / "params.yaml")
-    sh(dest, "git", "init", "-q")
-    sh(dest, "git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A")
-    sh(dest, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "tiny")
-    dvc(dest, "config", "--local", "remote.storage.url", str(dest.parent / "storage"))
-    return dest
-
-
-def ran(output: str) -> set[str]:
-    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")}
 
 
 @pytest.fixture(scope="module")
@@ -125,3 +66,22 @@ def test_plots_render(repo):
     assert (out_dir / "index.html").exists()
     sub = pd.read_csv(root / "submissions/submission.csv")
     assert len(sub) == 8 * 7
+
+
+def test_queued_experiments_run(repo):
+    """`dvc exp run --queue` + `dvc queue start`: runs from git-tracked files in a temporary copy."""
+    import time
+
+    root, _ = repo
+    dvc(root, "exp", "run", "--queue", "-n", "queued-hard", "-S", "ensemble.method=hard")
+    dvc(root, "queue", "start")
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        status = dvc(root, "queue", "status")
+        if "Success" in status or "Failed" in status:
+            break
+        time.sleep(3)
+    assert "Success" in status, status
+    shown = dvc(root, "exp", "show", "--json")
+    assert "queued-hard" in shown
+    dvc(root, "queue", "stop", check=False)
