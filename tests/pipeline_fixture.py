@@ -45,6 +45,7 @@ def tiny_params(models: dict | None = None, **train) -> Params:
                 "warmup_epochs": 0,
                 "minority": {"mode": "none"},
                 "num_workers": 0,
+                "threads": 1,  # as conftest sets: the test workers share two cores
                 "device": "cpu",
                 **train,
             },

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import shutil
@@ -11,6 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
+
+from maskcls.errors import DataError
 
 
 @contextlib.contextmanager
@@ -21,6 +24,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     target = tmp / path.name
     try:
@@ -30,6 +34,27 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(target, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def remove_stale_temporaries(path: Path) -> None:
+    """Delete the temporaries of `path` that a killed run left behind (SIGKILL skips the cleanup above).
+
+    A stage's output (a cache of several GB) would otherwise stay on disk twice, and a leftover inside a folder
+    that another stage depends on (preds/) would change that folder's hash. Matches only `.<name>.<random>.tmp`:
+    the random part never holds a dot, so `.eval.npz.<random>.tmp` is not taken for a temporary of `eval`.
+    """
+    prefix = f".{path.name}."
+    for stale in path.parent.glob(f"{glob.escape(prefix)}*.tmp"):
+        if "." not in stale.name[len(prefix) : -len(".tmp")]:
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def require(path: str | os.PathLike, remedy: str) -> Path:
+    """`path` if it is a file; else a DataError saying which stage makes it, instead of a bare traceback."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: not found; {remedy}")
+    return path
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

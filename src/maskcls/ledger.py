@@ -35,10 +35,20 @@ def git(root: Path, *args: str) -> str:
     return result.stdout
 
 
-def dvc(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+def stage_env(root: Path) -> dict[str, str]:
+    """Environment for DVC in the checkout at `root`: its stages run `maskcls` from that checkout's src/.
+
+    The installed package is the main checkout's (an editable install), so without this a worktree of an older
+    revision would rebuild its outputs with today's code.
+    """
     env = dict(os.environ)
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    result = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=root, env=env, text=True, check=False)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(root).resolve() / "src"), env.get("PYTHONPATH")]))
+    return env
+
+
+def dvc(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=root, env=stage_env(root), text=True, check=False)
     if check and result.returncode != 0:
         raise MaskclsError(f"dvc {' '.join(args)} failed (exit {result.returncode}) in {root}")
     return result
@@ -50,6 +60,12 @@ def experiment_rev(root: Path, name: str) -> str:
     matches = [line.split()[1] for line in refs if line and line.split()[0].rsplit("/", 1)[-1] == name]
     if not matches:
         raise MaskclsError(f"no experiment named {name!r}; `dvc exp list` shows the names")
+    if len(set(matches)) > 1:
+        # Names are unique per baseline commit only; guessing would tie the score to the wrong run.
+        raise MaskclsError(
+            f"{len(matches)} experiments are named {name!r} (on different baselines); pass --rev with its commit "
+            "(`dvc exp show --all-commits` lists them)"
+        )
     return matches[0]
 
 
@@ -65,8 +81,18 @@ def _lock_out(lock: dict, path: str) -> dict:
     raise MaskclsError(f"dvc.lock has no output {path}; run `dvc repro` and commit dvc.lock")
 
 
+def cache_dir(root: Path) -> Path:
+    """The DVC cache of the repository at `root`, wherever `cache.dir` puts it (a shared cache, say)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "dvc", "cache", "dir"], cwd=root, capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0 or not result.stdout.strip():
+        return Path(root) / ".dvc" / "cache"
+    return Path(root, result.stdout.strip()).resolve()
+
+
 def _cache_file(root: Path, md5_hash: str) -> Path:
-    return Path(root) / ".dvc" / "cache" / "files" / "md5" / md5_hash[:2] / md5_hash[2:]
+    return cache_dir(root) / "files" / "md5" / md5_hash[:2] / md5_hash[2:]
 
 
 def submission_md5_at(root: Path, rev: str) -> str:
@@ -119,12 +145,21 @@ def record(
         metrics = json.loads(git(root, "show", f"{sha}:metrics/eval.json"))
     except MaskclsError:
         metrics = {}
+    submission_md5 = submission_md5_at(root, sha)
+    workspace = root / SUBMISSION
+    if not rev and not exp and workspace.exists() and md5(workspace.read_bytes()) != submission_md5:
+        # The score belongs to the uploaded file: a row must never pair it with another revision's submission.
+        raise MaskclsError(
+            f"{SUBMISSION} in the workspace (md5 {md5(workspace.read_bytes())}) is not the one HEAD's dvc.lock "
+            f"records ({submission_md5}); if you uploaded HEAD's, `dvc checkout` and record again, otherwise "
+            "record the revision that made it with --rev or --exp"
+        )
     row = {
         "date": dt.date.today().isoformat(),
         "rev": sha,
         "exp": exp or "",
         "params_digest": params_mod.digest(p),
-        "submission_md5": submission_md5_at(root, sha),
+        "submission_md5": submission_md5,
         "oof_f1": metrics.get("oof_f1"),
         "public_f1": public,
         "private_f1": private,
@@ -167,7 +202,7 @@ def reproduce(root: Path, row_id: int, from_scratch: bool = False, keep: bool = 
     git(root, "worktree", "add", "--detach", str(tree), row["rev"])
     try:
         # Share the main cache (and run-cache) unless asked to recompute everything.
-        cache = work / "cache" if from_scratch else root / ".dvc" / "cache"
+        cache = work / "cache" if from_scratch else cache_dir(root)
         dvc(tree, "config", "--local", "cache.dir", str(cache))
         remote = _default_remote_url(root)
         if remote and not from_scratch:

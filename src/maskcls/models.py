@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from maskcls.errors import MaskclsError, ParamsError
 from maskcls.layout import NUM_CLASSES, TASK_SIZES, TASKS
-from maskcls.params import LossSpec, ModelSpec, to_dict
+from maskcls.params import LossSpec, ModelSpec, Params, to_dict
 
 # Logit outputs of each head type, in the order forward() returns them.
 HEAD_OUTPUTS: dict[str, tuple[str, ...]] = {
@@ -183,12 +183,19 @@ def build_model(spec: ModelSpec, pretrained: bool = True, input_size: tuple[int,
     return MaskModel(spec, backbone, _data_config(backbone, spec, input_size, file_config))
 
 
-def check_backbone(name: str) -> None:
+def check_backbone(name: str, key: str = "backbone") -> None:
+    """ParamsError naming `key` (e.g. `models.multihead.backbone`) unless timm has a model called `name`."""
     if timm.is_model(name):
         return
     close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.6)
     hint = f"; did you mean {', '.join(close)}?" if close else "; see timm.list_models() for the names"
-    raise ParamsError(f"model backbone '{name}': not a timm model{hint}")
+    raise ParamsError(f"{key}: '{name}' is not a timm model{hint}")
+
+
+def check_backbones(params: Params) -> None:
+    """Every backbone under `models`, so a typo stops the pipeline before any stage works on the data."""
+    for name, spec in params.models.items():
+        check_backbone(spec.backbone, key=f"models.{name}.backbone")
 
 
 def _create_backbone(spec: ModelSpec, hub: bool) -> nn.Module:

@@ -120,6 +120,7 @@ class TrainParams:
     ema: float = 0.0  # EMA decay of weights; 0 = off
     minority: MinorityParams = field(default_factory=MinorityParams)
     num_workers: int = 2  # changes augmentation RNG streams, hence results: part of the experiment
+    threads: int = 2  # CPU threads of train and predict; the rounding of CPU sums depends on it: part of the experiment
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: Literal["off", "bf16", "fp16"] = "bf16"  # CUDA only
     channels_last: bool = True  # CUDA only
@@ -362,6 +363,8 @@ def check(p: Params, source: str = "params") -> None:
         bad("train.patience", f"must be 0 or more, got {t.patience}")
     if p.train.num_workers < 0:
         bad("train.num_workers", "must be 0 or more")
+    if p.train.threads < 0:
+        bad("train.threads", "must be 0 (one per core) or more")
     if not 0 <= p.train.ema < 1:
         bad("train.ema", "EMA decay must be in [0, 1)")
     if p.cache.height < 8 or p.cache.width < 8:

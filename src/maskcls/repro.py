@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -23,6 +25,23 @@ def set_deterministic(enabled: bool) -> None:
     torch.backends.cudnn.benchmark = not enabled
     torch.backends.cudnn.deterministic = enabled
     torch.use_deterministic_algorithms(enabled, warn_only=False)
+
+
+@contextlib.contextmanager
+def cpu_threads(threads: int) -> Iterator[None]:
+    """Run torch's CPU math on exactly `threads` threads (0: torch's default, one per core), then restore.
+
+    CPU kernels such as a convolution's or a linear layer's weight gradient split their sums across threads, so
+    the thread count changes the rounding, hence the trained weights: a fixed count gives the same bits on
+    machines with different core counts.
+    """
+    previous = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def worker_init_fn(worker_id: int) -> None:

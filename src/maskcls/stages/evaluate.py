@@ -52,8 +52,9 @@ def eval_truth(params: Params, root: Path) -> np.ndarray | None:
 
 def run(params: Params, root: Path = Path(".")) -> dict:
     paths = Paths(root)
-    truth = pd.read_csv(paths.labels_dir / "truth.csv", dtype={"person": str}).set_index("row")["class"]
-    ens = {split: io.load_npz(paths.ensemble_dir / f"{split}.npz") for split in ("oof", "eval")}
+    truth_csv = io.require(paths.labels_dir / "truth.csv", "run relabel_age first (dvc repro relabel_age)")
+    truth = pd.read_csv(truth_csv, dtype={"person": str}).set_index("row")["class"]
+    ens = {s: io.load_npz(io.require(paths.ensemble_dir / f"{s}.npz", "run ensemble first")) for s in ("oof", "eval")}
     oof_true = truth.loc[ens["oof"]["rows"]].to_numpy()
     metrics = scores(oof_true, ens["oof"]["pred"], "oof")
     metrics["oof_photos"] = len(oof_true)

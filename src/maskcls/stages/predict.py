@@ -17,6 +17,7 @@ from tqdm import tqdm
 from maskcls import io
 from maskcls.params import Params
 from maskcls.paths import Paths
+from maskcls.repro import cpu_threads
 from maskcls.stages.cache import open_cache
 from maskcls.stages.split import read_folds
 from maskcls.transforms import normalize
@@ -30,7 +31,8 @@ VIEWS = {
 def oof_rows(root: Path, fold: int) -> np.ndarray:
     """Index rows of the train photos whose person is validated in `fold`."""
     paths = Paths(root)
-    truth = pd.read_csv(paths.labels_dir / "truth.csv", dtype={"person": str})
+    truth_csv = io.require(paths.labels_dir / "truth.csv", "run relabel_age first (dvc repro relabel_age)")
+    truth = pd.read_csv(truth_csv, dtype={"person": str})
     folds = read_folds(root)
     held_out = set(folds.loc[folds.fold == fold, "person"])
     return truth.loc[truth.person.isin(held_out), "row"].to_numpy(dtype=np.int64)
@@ -86,7 +88,8 @@ def run(params: Params, model: str, fold: int, root: Path = Path(".")) -> None:
         "eval": (eval_images, np.arange(len(eval_images), dtype=np.int64)),
         "oof": (train_images, oof_rows(root, fold)),
     }
-    with io.atomic_path(out_dir) as tmp:
+    # Inference kernels too pick their blocking by thread count (seen on small last batches): same threads as train.
+    with io.atomic_path(out_dir) as tmp, cpu_threads(params.train.threads):
         tmp.mkdir(parents=True)
         for name, (images, rows) in jobs.items():
             arrays = predict_arrays(

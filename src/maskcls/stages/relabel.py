@@ -15,6 +15,7 @@ import pandas as pd
 
 from maskcls import io, layout, overrides
 from maskcls.errors import DataError, ParamsError
+from maskcls.models import check_backbones
 from maskcls.params import Params
 from maskcls.paths import Paths
 
@@ -74,6 +75,9 @@ def _check_params(params: Params) -> None:
             f"relabel_age.old_from: {old_from} leaves no middle age band or widens it past the "
             f"competition's; use {layout.YOUNG_BELOW + 1}..{layout.OLD_FROM}"
         )
+    # relabel_age is the first stage that reads `models` (DVC re-runs it when they change): a backbone typo
+    # stops the pipeline here, not after the cache is built and training starts.
+    check_backbones(params)
     for name in params.models:
         if name == TRUTH or not name.strip() or name.startswith(".") or "/" in name or "\\" in name:
             raise ParamsError(

@@ -61,7 +61,8 @@ def holdout(people: pd.DataFrame, ratio: float, seed: int) -> np.ndarray:
 
 def run(params: Params, root: Path = Path(".")) -> pd.DataFrame:
     paths = Paths(root)
-    truth = pd.read_csv(paths.labels_dir / "truth.csv", dtype={"person": str})
+    truth_csv = io.require(paths.labels_dir / "truth.csv", "run relabel_age first (dvc repro relabel_age)")
+    truth = pd.read_csv(truth_csv, dtype={"person": str})
     people = people_table(truth)
     seed = derive_seed(params.seed, "split")
     if params.split.method == "kfold":
@@ -76,4 +77,4 @@ def run(params: Params, root: Path = Path(".")) -> pd.DataFrame:
 
 
 def read_folds(root: Path = Path(".")) -> pd.DataFrame:
-    return pd.read_csv(Paths(root).folds, dtype={"person": str})
+    return pd.read_csv(io.require(Paths(root).folds, "run split first (dvc repro split)"), dtype={"person": str})

@@ -38,6 +38,7 @@ import hashlib
 import random
 import shutil
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -55,11 +56,11 @@ from maskcls import io, layout, metrics
 from maskcls.data import build_eval_loader, build_train_loader
 from maskcls.errors import DataError, MaskclsError, ResourceError
 from maskcls.losses import build_loss
-from maskcls.models import HEAD_OUTPUTS, MaskModel, build_model, model_from_checkpoint
+from maskcls.models import HEAD_OUTPUTS, MaskModel, build_model, check_backbone, model_from_checkpoint
 from maskcls.optim import Schedule, build_optimizer, build_scheduler
 from maskcls.params import ALL_TASK_HEADS, LossSpec, ModelSpec, Params, digest, to_dict
 from maskcls.paths import Paths
-from maskcls.repro import derive_seed, seed_everything, set_deterministic
+from maskcls.repro import cpu_threads, derive_seed, seed_everything, set_deterministic
 from maskcls.stages.cache import open_cache
 from maskcls.transforms import normalize
 
@@ -379,6 +380,7 @@ class Job:
 
 def build_job(params: Params, model: str, fold: int, paths: Paths) -> Job:
     spec = params.model(model)
+    check_backbone(spec.backbone, key=f"models.{model}.backbone")  # a params error before any data is read
     tp = params.train
     set_deterministic(tp.deterministic)  # before the first CUDA call: cuBLAS reads its workspace setting once
     rt = runtime(params)
@@ -536,9 +538,13 @@ def run(
     `on_epoch_end(epoch)` is called after each epoch's checkpoint (epoch counts from 1); tests use it to
     interrupt a run.
     """
+    with cpu_threads(params.train.threads):
+        return _run(params, model, fold, Paths(Path(root)), on_epoch_end)
+
+
+def _run(params: Params, model: str, fold: int, paths: Paths, on_epoch_end: Callable[[int], None] | None) -> dict:
     from dvclive import Live  # here, not at the top: predict imports this module for load_model only
 
-    paths = Paths(Path(root))
     job = build_job(params, model, fold, paths)
     spec, tp = params.model(model), params.train
     print(
@@ -558,7 +564,7 @@ def run(
     for record in state.history:
         log_epoch(live, record)
 
-    with sigterm_as_interrupt(), actionable_errors(job):
+    with sigterm_as_interrupt(), actionable_errors(job), resume_hint(job.name, ckpt_path):
         while not should_stop(tp, state):
             started = time.monotonic()
             record, improved = run_epoch(job, state)
@@ -579,6 +585,20 @@ def run(
     shutil.rmtree(paths.checkpoint_dir(model, fold), ignore_errors=True)  # done: a rerun must start afresh
     print(f"train: {job.name}: best epoch {state.best_epoch}, val {job.select} F1 {result['f1']:.4f}")
     return result
+
+
+@contextlib.contextmanager
+def resume_hint(name: str, ckpt_path: Path):
+    """The CLI ends on Ctrl-C with exit code 130 and no message: say what was kept and how to go on."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        if ckpt_path.exists():
+            hint = f"run it again (`dvc repro`) to resume from {ckpt_path}"
+        else:
+            hint = "no epoch was checkpointed, a rerun starts afresh"
+        print(f"train: {name}: interrupted, no model written; {hint}", file=sys.stderr)
+        raise
 
 
 @contextlib.contextmanager
