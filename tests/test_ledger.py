@@ -99,7 +99,7 @@ def test_record_refuses_a_workspace_submission_that_head_did_not_make(recorded):
     try:
         result = lb(root, "record", "--public", "0.5")
     finally:
-        dvc(root, "checkout", "--force", "submissions")
+        dvc(root, "checkout", "--force", "submissions/submission.csv")
     assert result.returncode == 2
     assert "is not the one HEAD's dvc.lock records" in result.stderr
     assert len(rows(root)) == 3

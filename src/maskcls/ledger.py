@@ -91,23 +91,10 @@ def cache_dir(root: Path) -> Path:
     return Path(root, result.stdout.strip()).resolve()
 
 
-def _cache_file(root: Path, md5_hash: str) -> Path:
-    return cache_dir(root) / "files" / "md5" / md5_hash[:2] / md5_hash[2:]
-
-
 def submission_md5_at(root: Path, rev: str) -> str:
-    """md5 of submissions/submission.csv as recorded by that revision's dvc.lock (via the cached dir listing)."""
+    """md5 of submissions/submission.csv as recorded by that revision's dvc.lock."""
     lock = params_mod._yaml().load(git(root, "show", f"{rev}:dvc.lock"))
-    out = _lock_out(lock, "submissions")
-    listing = _cache_file(root, out["md5"])
-    if not listing.exists():
-        raise MaskclsError(
-            f"the submissions listing {out['md5']} of {rev[:10]} is not in the local cache; `dvc pull` it first"
-        )
-    for entry in json.loads(listing.read_text()):
-        if entry["relpath"] == "submission.csv":
-            return entry["md5"]
-    raise MaskclsError(f"{rev[:10]}: its submissions output holds no submission.csv")
+    return _lock_out(lock, SUBMISSION)["md5"]
 
 
 def read_ledger(root: Path) -> pd.DataFrame:

@@ -138,10 +138,9 @@ def run(params: Params, root: Path = Path(".")) -> None:
         tmp.mkdir(parents=True)
         for split, arrays in results.items():
             io.save_npz(tmp / f"{split}.npz", **arrays)
-    with io.atomic_path(paths.submissions) as tmp:
-        tmp.mkdir(parents=True)
-        write(tmp / "submission.csv", sub, info)
-        write(tmp / f"{experiment_name()}.csv", sub, info)
+    # submission.csv is the DVC output; the named copy is a convenience for uploads, kept out of DVC's hash.
+    write(paths.submissions / "submission.csv", sub, info)
+    write(paths.submissions / f"{experiment_name()}.csv", sub, info)
     counts = np.bincount(sub["ans"], minlength=layout.NUM_CLASSES)
     target = paths.submissions / "submission.csv"
     print(f"ensemble: {params.ensemble.method} vote over {sorted(member_probs)} -> {target}")
