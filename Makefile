@@ -11,8 +11,8 @@ install: $(STAMP)
 # Re-install only when the pins change; the stamp marks a finished install.
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	$(PY) -m pip install -qq --disable-pip-version-check -r requirements.lock
+	$(PY) -m pip install -qq --disable-pip-version-check --no-deps -e .
 	touch $(STAMP)
 
 # DVC stages call `maskcls`, so the venv's bin goes first on PATH.

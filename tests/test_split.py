@@ -60,3 +60,14 @@ def test_more_folds_than_people_in_a_stratum_is_refused(tmp_path, rng):
     with pytest.raises(ParamsError, match="split.n_folds"):
         run_split(tmp_path, truth, method="kfold", n_folds=10)
     assert not Paths(tmp_path).folds.exists()
+
+
+def test_small_holdout_ratio_still_validates_someone(tmp_path, rng):
+    truth = truth_frame(40, rng)
+    folds = run_split(tmp_path, truth, method="holdout", holdout_ratio=0.05)
+    assert (folds.fold == 0).sum() == 2  # round(0.05 * 40), although every stratum's share rounds to 0
+
+
+def test_holdout_ratio_too_small_for_anyone_is_refused(tmp_path, rng):
+    with pytest.raises(ParamsError, match="split.holdout_ratio"):
+        run_split(tmp_path, truth_frame(8, rng), method="holdout", holdout_ratio=0.05)

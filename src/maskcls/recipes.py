@@ -2,8 +2,8 @@
 named DVC experiment, so `maskcls recipe run v5` is one reproducible, comparable row in `dvc exp show`.
 
 A recipe's `params` are merged key by key into params.yaml, except `models`, which it replaces whole (a recipe
-brings its own model zoo). `--quick` shrinks a recipe to run on CPU with the generated sample: one fold, one
-epoch, small inputs, and no hub download (models asking for `timm` weights start from scratch).
+brings its own model zoo). `--quick` shrinks a recipe to run on CPU with the generated sample: one holdout fold,
+one epoch, small inputs, and no hub download (models asking for `timm` weights start from scratch).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from maskcls.errors import MaskclsError, ParamsError
 RECIPES_DIR = "recipes"
 REPLACED_WHOLE = ("models",)
 QUICK = {
+    "split": {"method": "holdout", "holdout_ratio": 0.2},  # one fold is trained anyway; fits a tiny sample
     "cache": {"height": 64, "width": 48},
     "train": {"epochs": 1, "warmup_epochs": 0, "folds": [0], "batch_size": 32, "device": "cpu"},
 }

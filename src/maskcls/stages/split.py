@@ -47,15 +47,20 @@ def kfold(people: pd.DataFrame, n_folds: int, seed: int) -> np.ndarray:
 
 
 def holdout(people: pd.DataFrame, ratio: float, seed: int) -> np.ndarray:
-    """Fold 0 = validation persons, drawn per stratum so rare strata are represented on both sides."""
+    """Fold 0 = validation persons: round(ratio * people) of them, shared out over the strata in proportion
+    (largest remainders first), so rare strata are represented and a small ratio still validates someone."""
     rng = np.random.default_rng(seed)
+    strata = sorted(people.groupby("stratum").indices.items())
+    n_val = int(round(len(people) * ratio))
+    if n_val < 1:
+        raise ParamsError(f"split.holdout_ratio: {ratio} of {len(people)} people leaves no validation person; raise it")
+    quotas = np.array([len(idx) * ratio for _, idx in strata])
+    counts = np.floor(quotas).astype(int)
+    for i in np.argsort(-(quotas - counts), kind="stable")[: n_val - counts.sum()]:
+        counts[i] += 1
     folds = np.full(len(people), HOLDOUT_TRAIN_ONLY, dtype=np.int64)
-    for _, idx in sorted(people.groupby("stratum").indices.items()):
-        idx = rng.permutation(idx)
-        n_val = int(round(len(idx) * ratio))
-        folds[idx[:n_val]] = 0
-    if not (folds == 0).any():
-        raise ParamsError(f"split.holdout_ratio: {ratio} leaves no validation person; raise it")
+    for (_, idx), count in zip(strata, counts, strict=True):
+        folds[rng.permutation(idx)[:count]] = 0
     return folds
 
 
