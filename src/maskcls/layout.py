@@ -44,6 +44,17 @@ TASKS = ("mask", "gender", "age")
 TASK_SIZES = {"mask": 3, "gender": 2, "age": 3}
 NUM_CLASSES = 18
 
+# What each head type predicts: the three tasks, the 18 classes, or both (fused).
+HEAD_OUTPUTS: dict[str, tuple[str, ...]] = {
+    "single": ("class18",),
+    "fused": (*TASKS, "class18"),
+    "multihead": TASKS,
+    "sequential": TASKS,
+    "mask": ("mask",),
+    "gender": ("gender",),
+    "age": ("age",),
+}
+
 YOUNG_BELOW = 30  # age < 30 -> 0
 OLD_FROM = 60  # age >= 60 -> 2 (the competition's definition)
 

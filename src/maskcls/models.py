@@ -25,19 +25,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from maskcls.errors import MaskclsError, ParamsError
-from maskcls.layout import NUM_CLASSES, TASK_SIZES, TASKS
+from maskcls.layout import HEAD_OUTPUTS, NUM_CLASSES, TASK_SIZES, TASKS
 from maskcls.params import LossSpec, ModelSpec, Params, to_dict
 
 # Logit outputs of each head type, in the order forward() returns them.
-HEAD_OUTPUTS: dict[str, tuple[str, ...]] = {
-    "single": ("class18",),
-    "fused": (*TASKS, "class18"),
-    "multihead": TASKS,
-    "sequential": TASKS,
-    "mask": ("mask",),
-    "gender": ("gender",),
-    "age": ("age",),
-}
 OUTPUT_SIZES = {**TASK_SIZES, "class18": NUM_CLASSES}
 PRETRAINED_KEYWORDS = ("none", "offline", "timm")
 

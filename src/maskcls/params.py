@@ -20,6 +20,7 @@ from typing import Any, Literal
 from ruamel.yaml import YAML
 
 from maskcls.errors import ParamsError
+from maskcls.layout import HEAD_OUTPUTS
 
 HeadType = Literal["single", "fused", "multihead", "sequential", "mask", "gender", "age"]
 # Heads that predict all three factors; the others are per-task models.
@@ -304,16 +305,6 @@ def _build(tp, value, path: str, source: str):
 
 # --- cross-field checks -------------------------------------------------------------------------------------
 
-_HEAD_LOSS_KEYS = {
-    "single": {"class18"},
-    "fused": {"mask", "gender", "age", "class18"},
-    "multihead": {"mask", "gender", "age"},
-    "sequential": {"mask", "gender", "age"},
-    "mask": {"mask"},
-    "gender": {"gender"},
-    "age": {"age"},
-}
-
 
 def check(p: Params, source: str = "params") -> None:
     """Combinations that no single type can rule out."""
@@ -322,7 +313,7 @@ def check(p: Params, source: str = "params") -> None:
         raise _err(source, key, message)
 
     for name, spec in p.models.items():
-        allowed = _HEAD_LOSS_KEYS[spec.head]
+        allowed = HEAD_OUTPUTS[spec.head]
         for key in (*spec.losses, *spec.head_weights):
             if key not in allowed:
                 bad(f"models.{name}", f"head '{spec.head}' has no output '{key}'; it has {', '.join(sorted(allowed))}")

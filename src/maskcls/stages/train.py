@@ -55,8 +55,9 @@ from tqdm import tqdm
 from maskcls import io, layout, metrics
 from maskcls.data import build_eval_loader, build_train_loader
 from maskcls.errors import DataError, MaskclsError, ResourceError
+from maskcls.layout import HEAD_OUTPUTS
 from maskcls.losses import build_loss
-from maskcls.models import HEAD_OUTPUTS, MaskModel, build_model, check_backbone, model_from_checkpoint
+from maskcls.models import MaskModel, build_model, check_backbone, model_from_checkpoint
 from maskcls.optim import Schedule, build_optimizer, build_scheduler
 from maskcls.params import ALL_TASK_HEADS, LossSpec, ModelSpec, Params, digest, to_dict
 from maskcls.paths import Paths
