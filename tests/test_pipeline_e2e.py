@@ -26,9 +26,12 @@ def test_repro_builds_a_valid_submission_and_metrics(repo):
     for key in ("oof_f1", "oof_acc", "oof_mask_f1", "holdout_f1", "holdout_acc"):
         assert 0.0 <= metrics[key] <= 1.0
     assert (root / "dvc.lock").exists()
-    # models, predictions and submissions are DVC outputs: ignored by git, present in the cache
-    tracked = sh(root, "git", "ls-files", "models", "preds", "submissions")
-    assert tracked.strip() == ""
+    # models, predictions and submissions are DVC outputs: ignored by git, present in DVC's cache
+    outputs = ["models/mh/fold0/model.pt", "preds/mh/fold0/eval.npz", "submissions/submission.csv"]
+    assert all((root / path).exists() for path in outputs)
+    for path in outputs:
+        sh(root, "git", "check-ignore", "-q", path)  # exits non-zero when git would track the file
+    assert dvc(root, "status", "--cloud", "-r", "storage", check=False).count("new:") >= 3  # cached, not pushed
     assert dvc(root, "status", "--quiet", check=False) == ""
 
 
