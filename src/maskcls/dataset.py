@@ -102,18 +102,26 @@ def _loaded(scan: Scan, raw_dir) -> pd.DataFrame:
     return scan.frame
 
 
+def _open_split(
+    raw_dir: Path, images_rel: str, csv_rel: str, columns: list[str], found: Findings
+) -> tuple[Path, pd.DataFrame | None]:
+    """A split's image folder and csv table; the table is None when either is unusable (problems recorded)."""
+    images = raw_dir / images_rel
+    split = images_rel.split("/")[0]
+    if not images.is_dir():
+        found.problem(f"{images_rel}/", f"folder not found; the raw dir must hold {split}/ as shipped")
+    table = read_csv(raw_dir, csv_rel, columns, found)
+    return images, table if images.is_dir() else None
+
+
 # --- train ------------------------------------------------------------------------------------------------
 
 
 def scan_train(raw_dir: str | Path) -> Scan:
-    raw_dir = Path(raw_dir)
     found = Findings()
     empty = pd.DataFrame(columns=TRAIN_INDEX_COLUMNS)
-    images = raw_dir / layout.TRAIN_IMAGES
-    if not images.is_dir():
-        found.problem(f"{layout.TRAIN_IMAGES}/", "folder not found; the raw dir must hold train/ as shipped")
-    table = read_csv(raw_dir, layout.TRAIN_CSV, layout.TRAIN_COLUMNS, found)
-    if table is None or not images.is_dir():
+    images, table = _open_split(Path(raw_dir), layout.TRAIN_IMAGES, layout.TRAIN_CSV, layout.TRAIN_COLUMNS, found)
+    if table is None:
         return Scan(empty, found)
 
     rows = _usable_rows(table, images, found)
@@ -312,14 +320,10 @@ def _person_ids(rows: list[pd.Series], found: Findings) -> dict[str, str]:
 
 
 def scan_eval(raw_dir: str | Path) -> Scan:
-    raw_dir = Path(raw_dir)
     found = Findings()
     empty = pd.DataFrame(columns=EVAL_INDEX_COLUMNS)
-    images = raw_dir / layout.EVAL_IMAGES
-    if not images.is_dir():
-        found.problem(f"{layout.EVAL_IMAGES}/", "folder not found; the raw dir must hold eval/ as shipped")
-    table = read_csv(raw_dir, layout.EVAL_CSV, layout.EVAL_COLUMNS, found)
-    if table is None or not images.is_dir():
+    images, table = _open_split(Path(raw_dir), layout.EVAL_IMAGES, layout.EVAL_CSV, layout.EVAL_COLUMNS, found)
+    if table is None:
         return Scan(empty, found)
 
     on_disk = {e.name: e for e in images.iterdir() if not is_junk(e.name)}
