@@ -22,6 +22,7 @@ import pandas as pd
 from maskcls import io
 from maskcls import params as params_mod
 from maskcls.errors import MaskclsError
+from maskcls.recipes import tool_env
 
 LEDGER = "leaderboard.csv"
 COLUMNS = ["id", "date", "rev", "exp", "params_digest", "submission_md5", "oof_f1", "public_f1", "private_f1", "note"]
@@ -41,14 +42,20 @@ def stage_env(root: Path) -> dict[str, str]:
     The installed package is the main checkout's (an editable install), so without this a worktree of an older
     revision would rebuild its outputs with today's code.
     """
-    env = dict(os.environ)
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env = tool_env()
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(root).resolve() / "src"), env.get("PYTHONPATH")]))
     return env
 
 
-def dvc(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=root, env=stage_env(root), text=True, check=False)
+def dvc(root: Path, *args: str, check: bool = True, capture: bool = False) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [sys.executable, "-m", "dvc", *args],
+        cwd=root,
+        env=stage_env(root),
+        text=True,
+        capture_output=capture,
+        check=False,
+    )
     if check and result.returncode != 0:
         raise MaskclsError(f"dvc {' '.join(args)} failed (exit {result.returncode}) in {root}")
     return result
@@ -83,9 +90,7 @@ def _lock_out(lock: dict, path: str) -> dict:
 
 def cache_dir(root: Path) -> Path:
     """The DVC cache of the repository at `root`, wherever `cache.dir` puts it (a shared cache, say)."""
-    result = subprocess.run(
-        [sys.executable, "-m", "dvc", "cache", "dir"], cwd=root, capture_output=True, text=True, check=False
-    )
+    result = dvc(root, "cache", "dir", check=False, capture=True)
     if result.returncode != 0 or not result.stdout.strip():
         return Path(root) / ".dvc" / "cache"
     return Path(root, result.stdout.strip()).resolve()
@@ -209,19 +214,10 @@ def reproduce(root: Path, row_id: int, from_scratch: bool = False, keep: bool = 
 
 def _default_remote_url(root: Path) -> str | None:
     """The default remote's URL, absolute, so a worktree elsewhere reaches the same storage."""
-    result = subprocess.run(
-        [sys.executable, "-m", "dvc", "remote", "default"], cwd=root, capture_output=True, text=True, check=False
-    )
-    name = result.stdout.strip()
+    name = dvc(root, "remote", "default", check=False, capture=True).stdout.strip()
     if not name:
         return None
-    url = subprocess.run(
-        [sys.executable, "-m", "dvc", "config", f"remote.{name}.url"],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
+    url = dvc(root, "config", f"remote.{name}.url", check=False, capture=True).stdout.strip()
     if "://" in url or not url:
         return url or None
     return str((root / ".dvc" / url).resolve())

@@ -68,14 +68,8 @@ def predict_arrays(
     return {key: np.concatenate(parts) for key, parts in chunks.items()}
 
 
-def resolve_device(name: str) -> torch.device:
-    from maskcls.stages.train import resolve_device as train_device
-
-    return train_device(name)
-
-
 def run(params: Params, model: str, fold: int, root: Path = Path(".")) -> None:
-    from maskcls.stages.train import load_model
+    from maskcls.stages.train import load_model, resolve_device
 
     paths = Paths(root)
     net, data_config = load_model(paths.model_dir(model, fold))
