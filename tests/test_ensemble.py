@@ -21,13 +21,13 @@ def write_pred(root, model, fold, split, rows, **arrays):
     io.save_npz(d / f"{split}.npz", rows=np.asarray(rows), **arrays)
 
 
-def make_params(models, train_models, folds=(0,), **ens):
+def make_params(models, train_models, folds=(0,), split_folds=2, folds_mode="vote", **ens):
     return params.from_dict(
         {
-            "split": {"method": "kfold", "n_folds": 2},
+            "split": {"method": "kfold", "n_folds": split_folds},
             "models": models,
             "train": {"models": list(train_models), "folds": list(folds)},
-            "ensemble": ens,
+            "ensemble": {"folds": folds_mode, **ens},
         }
     )
 
@@ -53,13 +53,69 @@ def test_folds_are_averaged_on_eval_and_stitched_out_of_fold(tmp_path):
 
 def test_hard_vote_majority_and_tie_break():
     a, b, c = one_hot18([1, 1]), one_hot18([1, 2]), one_hot18([3, 2])
-    assert ensemble.hard_vote([a, b, c]).argmax(1).tolist() == [1, 2]
+    assert ensemble.hard_vote([a, b, c])[1].tolist() == [1, 2]
     # a 1-1 tie goes to the class with more summed probability
     x = np.zeros((1, 18))
     x[0, [4, 5]] = [0.6, 0.4]
     y = np.zeros((1, 18))
     y[0, [5, 4]] = [0.9, 0.1]
-    assert ensemble.hard_vote([x, y]).argmax(1).tolist() == [5]
+    assert ensemble.hard_vote([x, y])[1].tolist() == [5]
+    # equal votes and equal summed probability: the lower class id, every time
+    assert ensemble.hard_vote([one_hot18([9]), one_hot18([4])])[1].tolist() == [4]
+
+
+def test_hard_vote_is_not_a_soft_average():
+    """One confident voter outweighs two lukewarm ones in a mean, never in a vote."""
+    lukewarm = np.zeros((1, 18))
+    lukewarm[0, [0, 5]] = [0.4, 0.35]
+    confident = np.zeros((1, 18))
+    confident[0, 5] = 1.0
+    voters = [lukewarm, lukewarm.copy(), confident]
+    assert np.mean(voters, axis=0).argmax(1).tolist() == [5]
+    assert ensemble.hard_vote(voters)[1].tolist() == [0]
+
+
+def confident(cls, also=None, p_also=0.0):
+    p = np.zeros((1, 18))
+    p[0, cls] = 1.0 - p_also
+    if also is not None:
+        p[0, also] = p_also
+    return p
+
+
+def write_folds(root, model, eval_by_fold, split="eval"):
+    for fold, probs in enumerate(eval_by_fold):
+        write_pred(root, model, fold, split, [0], class18=probs)
+
+
+def test_two_of_three_folds_for_class_0_win_a_hard_vote_of_one_model(tmp_path):
+    p = make_params({"m": {"head": "single"}}, "m", folds=(0, 1, 2), method="hard", split_folds=3)
+    # folds 0 and 1 lean to class 0; fold 2 is so sure of class 5 that the fold average picks 5
+    write_folds(tmp_path, "m", [confident(0, 5, 0.45), confident(0, 5, 0.45), confident(5)])
+    rows, views = ensemble.model_views(p, tmp_path, "eval")
+    voters = ensemble.member_voters(p, views)
+    assert len(voters["m"]) == 3
+    assert ensemble.vote(p, voters)["pred"].tolist() == [0]
+    soft = make_params({"m": {"head": "single"}}, "m", folds=(0, 1, 2), method="soft", split_folds=3)
+    assert ensemble.vote(soft, voters)["pred"].tolist() == [5]
+
+
+def test_folds_mean_makes_one_voter_and_best_keeps_the_best_held_out_fold(tmp_path):
+    truth = pd.DataFrame({"row": [10, 11], "person": ["a", "b"], "mask": 0, "gender": 0, "age": 0, "class": [3, 3]})
+    (tmp_path / "data" / "labels").mkdir(parents=True)
+    truth.to_csv(tmp_path / "data" / "labels" / "truth.csv", index=False)
+    write_folds(tmp_path, "m", [confident(0, 5, 0.45), confident(0, 5, 0.45), confident(5)])
+    for fold, right in ((0, False), (1, False), (2, True)):  # only fold 2 got its held-out photo right
+        write_pred(tmp_path, "m", fold, "oof", [10 + fold % 2], class18=one_hot18([3 if right else 4]))
+    mean = make_params({"m": {"head": "single"}}, "m", folds=(0, 1, 2), method="hard", folds_mode="mean", split_folds=3)
+    assert [len(v) for v in ensemble.member_voters(mean, ensemble.model_views(mean, tmp_path, "eval")[1]).values()] == [
+        1
+    ]
+    best = make_params({"m": {"head": "single"}}, "m", folds=(0, 1, 2), method="hard", folds_mode="best", split_folds=3)
+    fold, f1 = ensemble.best_fold(tmp_path, "m", "single", [0, 1, 2])
+    assert fold == 2 and f1[2] == 1.0 and f1[0] == 0.0
+    voters = ensemble.member_voters(best, ensemble.model_views(best, tmp_path, "eval")[1])
+    np.testing.assert_array_equal(voters["m"][0], confident(5))
 
 
 @pytest.mark.parametrize(
@@ -67,7 +123,10 @@ def test_hard_vote_majority_and_tie_break():
     [
         ({"method": "soft"}, [7]),
         ({"method": "hard"}, [1]),
-        ({"method": "weighted", "weights": {"a": 1.0, "b": 1.0, "c": 10.0}}, [7]),
+        ({"method": "weighted_soft", "weights": {"a": 1.0, "b": 1.0, "c": 10.0}}, [7]),
+        ({"method": "weighted_soft", "weights": {"a": 10.0, "b": 10.0, "c": 1.0}}, [1]),
+        ({"method": "weighted_hard", "weights": {"a": 1.0, "b": 1.0, "c": 3.0}}, [7]),  # 3 votes beat 2
+        ({"method": "weighted_hard", "weights": {"a": 1.0, "b": 1.0, "c": 1.5}}, [1]),  # 2 beat 1.5
         ({"method": "nested", "groups": [["a"], ["b"]]}, [1]),  # three groups: a, b, c -> 2 votes for 1
         ({"method": "nested", "groups": [["a", "b"]]}, [7]),  # two groups tie; c's confidence wins
     ],
@@ -79,19 +138,23 @@ def test_vote_methods(ens, expected):
     weak[0, [1, 7]] = [0.4, 0.35]
     strong = np.zeros((1, 18))
     strong[0, 7] = 1.0
-    members = {"a": weak, "b": weak.copy(), "c": strong}
-    assert ensemble.vote(p, members, {n: n for n in "abc"}).argmax(1).tolist() == expected
+    voters = {"a": [weak], "b": [weak.copy()], "c": [strong]}
+    assert ensemble.vote(p, voters)["pred"].tolist() == expected
 
 
-def test_per_task_models_compose_into_18_classes(tmp_path):
+def test_per_task_models_combine_fold_by_fold_before_voting(tmp_path):
     zoo = {"m": {"head": "mask"}, "g": {"head": "gender"}, "a": {"head": "age"}}
-    p = make_params(zoo, "mga")
-    write_pred(tmp_path, "m", 0, "eval", [0], mask=np.eye(3)[[1]])
-    write_pred(tmp_path, "g", 0, "eval", [0], gender=np.eye(2)[[0]])
-    write_pred(tmp_path, "a", 0, "eval", [0], age=np.eye(3)[[2]])
-    rows, members, member_of = ensemble.members(p, tmp_path, "eval")
-    assert set(members) == {ensemble.COMPOSITE}
-    assert members[ensemble.COMPOSITE].argmax(1).tolist() == [layout.encode(1, 0, 2)]
+    p = make_params(zoo, "mga", folds=(0, 1), method="hard")
+    for fold, (mask, age) in enumerate([(1, 2), (0, 0)]):
+        write_pred(tmp_path, "m", fold, "eval", [0], mask=np.eye(3)[[mask]])
+        write_pred(tmp_path, "g", fold, "eval", [0], gender=np.eye(2)[[0]])
+        write_pred(tmp_path, "a", fold, "eval", [0], age=np.eye(3)[[age]])
+    voters = ensemble.member_voters(p, ensemble.model_views(p, tmp_path, "eval")[1])
+    assert set(voters) == {ensemble.PER_TASK}
+    assert [v.argmax(1).tolist() for v in voters[ensemble.PER_TASK]] == [
+        [layout.encode(1, 0, 2)],
+        [layout.encode(0, 0, 0)],
+    ]
 
 
 def test_run_writes_a_checked_submission_named_after_the_experiment(tmp_path, monkeypatch):
@@ -111,3 +174,13 @@ def test_run_writes_a_checked_submission_named_after_the_experiment(tmp_path, mo
     subs = tmp_path / "submissions"
     assert (subs / "my-exp.csv").read_bytes() == (subs / "submission.csv").read_bytes()
     assert io.load_npz(tmp_path / "ensemble" / "oof.npz")["pred"].tolist() == [9]
+
+
+def test_predictions_of_unlisted_models_and_folds_are_removed_before_hashing(tmp_path):
+    p = make_params({"m": {"head": "single"}, "old": {"head": "single"}}, "m", folds=(0,))
+    for model, fold in (("m", 0), ("m", 1), ("old", 0)):
+        write_pred(tmp_path, model, fold, "eval", [0], class18=one_hot18([1]))
+    removed = ensemble.prune_unlisted(p, tmp_path)
+    preds = Paths(tmp_path).preds_dir
+    assert sorted(r.relative_to(preds).as_posix() for r in removed) == ["m/fold1", "old/fold0"]
+    assert sorted(d.relative_to(preds).as_posix() for d in preds.glob("*/*")) == ["m/fold0"]

@@ -43,6 +43,7 @@ GENDER_TO_LABEL = {g: i for i, g in enumerate(GENDERS)}
 TASKS = ("mask", "gender", "age")
 TASK_SIZES = {"mask": 3, "gender": 2, "age": 3}
 NUM_CLASSES = 18
+NUM_LABELS = {**TASK_SIZES, "class18": NUM_CLASSES}  # classes of each model output
 
 # What each head type predicts: the three tasks, the 18 classes, or both (fused).
 HEAD_OUTPUTS: dict[str, tuple[str, ...]] = {
@@ -80,3 +81,13 @@ def decode(cls):
 def person_folder(person_id: str, gender: str, age: int, race: str = "Asian") -> str:
     """Folder name of one train person, e.g. `000001_female_Asian_45`."""
     return f"{person_id}_{gender}_{race}_{age}"
+
+
+MASK_NAMES = ("wear", "incorrect", "none")
+AGE_NAMES = ("<30", "30-59", ">=60")
+
+
+def class_name(cls: int) -> str:
+    """`03 wear/female/<30`: the id, zero-padded so that sorting the names as text keeps numeric order."""
+    mask, gender, age = decode(int(cls))
+    return f"{int(cls):02d} {MASK_NAMES[mask]}/{GENDERS[gender]}/{AGE_NAMES[age]}"

@@ -36,8 +36,12 @@ class Paths:
         # Outside the stage's outputs: DVC deletes outputs before a re-run, a resumable checkpoint must survive it.
         return self.root / ".maskcls" / "checkpoints" / f"{model}-fold{fold}"
 
+    @property
+    def preds_dir(self) -> Path:  # every model's predictions; ensemble and evaluate depend on it whole
+        return self.root / "preds"
+
     def pred_dir(self, model: str, fold: int) -> Path:  # predict: eval.npz, oof.npz
-        return self.root / "preds" / model / f"fold{fold}"
+        return self.preds_dir / model / f"fold{fold}"
 
     @property
     def ensemble_dir(self) -> Path:  # ensemble: combined eval.npz, oof.npz (beside preds/, which it reads whole)

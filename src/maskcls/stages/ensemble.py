@@ -1,44 +1,87 @@
-"""Folds and models -> one answer per eval photo, and the submission.
+"""Fold models and members -> one answer per eval photo, and the submission (docs/ensemble.md).
 
-Each model's folds are averaged (eval) or stitched together (out-of-fold). Per-task models (mask, gender, age)
-form one composite member whose 18-class probabilities are the product of its task probabilities; a task with
-no per-task model takes the all-task models' marginal. Members are then combined:
-soft (mean), weighted (weighted mean), hard (majority of argmaxes, ties broken by summed probabilities),
-nested (soft inside each group of `ensemble.groups`, hard across groups).
+Voters. An all-task model (single, fused, multihead, sequential) is a member of its own. The per-task models
+(mask, gender, age) together form one member, `per_task`: for each fold, its 18-class probabilities are the
+product of its task probabilities (several models of one task are averaged; a task with no per-task model
+takes the all-task models' marginal of the same fold). On eval, `ensemble.folds` decides how a member's fold
+models take part: `vote` makes each one a voter, `mean` averages them into one voter, `best` keeps the fold
+whose held-out photos it scored best on (macro F1 of the head it predicts). Out of fold, every photo was
+predicted by exactly one fold model of each model, so each member is one voter there, whatever `folds` says.
+
+Votes. `soft`: mean probability. `hard`: each voter's argmax is one vote; the class with most votes wins, a
+tie goes to the tied class with the larger summed probability, then to the lower class id. `weighted_soft` /
+`weighted_hard`: the same with each voter counting its member's weight. `nested`: each group of
+`ensemble.groups` (an unlisted member is a group of its own) soft-averages all its voters into one, then the
+groups vote hard.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from maskcls import io, layout
 from maskcls.errors import DataError
+from maskcls.metrics import macro_f1
 from maskcls.params import ALL_TASK_HEADS, Params
 from maskcls.paths import Paths
 from maskcls.submission import build, read_info, write
 
-COMPOSITE = "per_task"  # the member made of the per-task models
+PER_TASK = "per_task"  # the member made of the per-task models
+HARD = ("hard", "weighted_hard")
+
+
+def fold_preds(root: Path, model: str, fold: int, split: str) -> dict[str, np.ndarray]:
+    path = Paths(root).pred_dir(model, fold) / f"{split}.npz"
+    if not path.exists():
+        raise DataError(f"{path}: missing; run `dvc repro predict@{model}-{fold}` first")
+    return io.load_npz(path)
+
+
+def outputs(arrays: dict[str, np.ndarray]) -> list[str]:
+    return [k for k in arrays if k not in ("rows", "embeddings")]
+
+
+def stitch(parts: list[dict[str, np.ndarray]], where: str) -> dict[str, np.ndarray]:
+    """Out-of-fold: each fold's held-out rows, concatenated and sorted by row."""
+    rows = np.concatenate([p["rows"] for p in parts])
+    if len(np.unique(rows)) != len(rows):
+        raise DataError(f"{where}: out-of-fold rows overlap between folds; re-run split and train")
+    order = np.argsort(rows, kind="stable")
+    return {"rows": rows[order], **{k: np.concatenate([p[k] for p in parts])[order] for k in outputs(parts[0])}}
 
 
 def model_probs(root: Path, model: str, folds: list[int], split: str) -> dict[str, np.ndarray]:
-    """eval: mean over folds; oof: each fold's held-out rows, concatenated and sorted by row."""
-    parts = []
+    """One model's probabilities: eval averaged over folds, out-of-fold stitched."""
+    parts = [fold_preds(root, model, f, split) for f in folds]
+    if split == "oof":
+        return stitch(parts, model)
+    return {"rows": parts[0]["rows"], **{k: np.mean([p[k] for p in parts], axis=0) for k in outputs(parts[0])}}
+
+
+def scored_key(head: str) -> str:
+    """The output whose validation F1 ranks a model's folds."""
+    return "class18" if head in ALL_TASK_HEADS else head
+
+
+def truth_of(root: Path, rows: np.ndarray, key: str) -> np.ndarray:
+    truth_csv = io.require(Paths(root).labels_dir / "truth.csv", "run relabel_age first (dvc repro relabel_age)")
+    truth = pd.read_csv(truth_csv, dtype={"person": str}).set_index("row")
+    return truth.loc[rows, "class" if key == "class18" else key].to_numpy(dtype=np.int64)
+
+
+def best_fold(root: Path, model: str, head: str, folds: list[int]) -> tuple[int, dict[int, float]]:
+    """The fold whose model scored the best macro F1 on its own held-out photos; ties go to the lower fold."""
+    key = scored_key(head)
+    f1 = {}
     for fold in folds:
-        path = Paths(root).pred_dir(model, fold) / f"{split}.npz"
-        if not path.exists():
-            raise DataError(f"{path}: missing; run `dvc repro predict@{model}-{fold}` first")
-        parts.append(io.load_npz(path))
-    keys = [k for k in parts[0] if k not in ("rows", "embeddings")]
-    if split == "eval":
-        return {"rows": parts[0]["rows"], **{k: np.mean([p[k] for p in parts], axis=0) for k in keys}}
-    rows = np.concatenate([p["rows"] for p in parts])
-    order = np.argsort(rows, kind="stable")
-    if len(np.unique(rows)) != len(rows):
-        raise DataError(f"{model}: out-of-fold rows overlap between folds {folds}; re-run split and train")
-    return {"rows": rows[order], **{k: np.concatenate([p[k] for p in parts])[order] for k in keys}}
+        oof = fold_preds(root, model, fold, "oof")
+        f1[fold] = macro_f1(truth_of(root, oof["rows"], key), oof[key].argmax(1))
+    return max(folds, key=lambda f: (f1[f], -f)), f1
 
 
 def joint(mask: np.ndarray, gender: np.ndarray, age: np.ndarray) -> np.ndarray:
@@ -51,68 +94,131 @@ def marginals(class18: np.ndarray) -> dict[str, np.ndarray]:
     return {"mask": cube.sum((2, 3)), "gender": cube.sum((1, 3)), "age": cube.sum((1, 2))}
 
 
-def members(params: Params, root: Path, split: str) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, str]]:
-    """rows, {member: (N, 18) probabilities}, {model name: member name}."""
+def model_views(params: Params, root: Path, split: str) -> tuple[np.ndarray, dict[str, list[dict]]]:
+    """rows, {model: its views}: the probability sets each model contributes, one per voter it gives its member."""
     folds = list(params.train.folds)
-    per_model = {m: model_probs(root, m, folds, split) for m in params.train.models}
-    rows = next(iter(per_model.values()))["rows"]
-    for name, probs in per_model.items():
-        if not np.array_equal(probs["rows"], rows):
+    views: dict[str, list[dict]] = {}
+    for name in params.train.models:
+        if split == "oof":
+            views[name] = [model_probs(root, name, folds, "oof")]
+            continue
+        parts = [fold_preds(root, name, f, "eval") for f in folds]
+        how = params.ensemble.folds
+        if how == "mean":
+            parts = [{"rows": parts[0]["rows"], **{k: np.mean([p[k] for p in parts], 0) for k in outputs(parts[0])}}]
+        elif how == "best":
+            fold, f1 = best_fold(root, name, params.model(name).head, folds)
+            scores = ", ".join(f"fold{k} {v:.4f}" for k, v in f1.items())
+            print(f"ensemble: {name}: keeps fold {fold}, the best held-out F1 ({scores})")
+            parts = [parts[folds.index(fold)]]
+        views[name] = parts
+    rows = views[params.train.models[0]][0]["rows"]
+    for name, parts in views.items():
+        if any(not np.array_equal(p["rows"], rows) for p in parts):
             raise DataError(f"{name}: its {split} rows differ from the other models'; re-run its predict stage")
-    out: dict[str, np.ndarray] = {}
-    member_of: dict[str, str] = {}
+    return rows, views
+
+
+def member_voters(params: Params, views: dict[str, list[dict]]) -> dict[str, list[np.ndarray]]:
+    """{member: [(N, 18) probabilities of each voter]}; the per-task models combine fold by fold."""
+    voters: dict[str, list[np.ndarray]] = {}
     task_models: dict[str, list[str]] = {t: [] for t in layout.TASKS}
     for name in params.train.models:
         head = params.model(name).head
         if head in ALL_TASK_HEADS:
-            out[name] = per_model[name]["class18"]
-            member_of[name] = name
+            voters[name] = [v["class18"] for v in views[name]]
         else:
             task_models[head].append(name)
-            member_of[name] = COMPOSITE
     if any(task_models.values()):
-        all_task = [marginals(p) for p in out.values()]
-        factors = {}
-        for task, names in task_models.items():
-            sources = [per_model[n][task] for n in names] or [m[task] for m in all_task]
-            factors[task] = np.mean(sources, axis=0)
-        out[COMPOSITE] = joint(factors["mask"], factors["gender"], factors["age"])
-    return rows, out, member_of
+        all_task = [name for name in voters]
+        n = len(views[next(m for ms in task_models.values() for m in ms)])
+        combined = []
+        for i in range(n):
+            factors = {}
+            for task, names in task_models.items():
+                sources = [views[m][i][task] for m in names] or [marginals(voters[m][i])[task] for m in all_task]
+                factors[task] = np.mean(sources, axis=0)
+            combined.append(joint(factors["mask"], factors["gender"], factors["age"]))
+        voters[PER_TASK] = combined
+    return voters
 
 
-def hard_vote(probs: list[np.ndarray]) -> np.ndarray:
-    """Majority of argmaxes; ties go to the class with the larger summed probability."""
-    votes = np.zeros_like(probs[0])
-    for p in probs:
-        votes[np.arange(len(p)), p.argmax(1)] += 1
-    tie_break = np.sum(probs, axis=0) / (len(probs) + 1)  # < 1, so it never outweighs a vote
-    score = votes + tie_break
-    return score / score.sum(1, keepdims=True)
+def member_of(params: Params, name: str) -> str:
+    return name if params.model(name).head in ALL_TASK_HEADS else PER_TASK
 
 
-def vote(params: Params, member_probs: dict[str, np.ndarray], member_of: dict[str, str]) -> np.ndarray:
-    cfg = params.ensemble
-    names = sorted(member_probs)
-    if cfg.method == "soft" or len(names) == 1:
-        return np.mean([member_probs[n] for n in names], axis=0)
-    if cfg.method == "weighted":
-        weight = {}
-        for model, member in member_of.items():
-            weight.setdefault(member, []).append(cfg.weights[model])
-        w = np.array([np.mean(weight[n]) for n in names])
-        return np.tensordot(w / w.sum(), np.stack([member_probs[n] for n in names]), axes=1)
-    if cfg.method == "hard":
-        return hard_vote([member_probs[n] for n in names])
-    # nested: soft within each group, hard across groups; members outside every group stand alone.
-    groups: list[list[str]] = []
-    grouped: set[str] = set()
-    for group in cfg.groups:
-        group_members = sorted({member_of[m] for m in group} - grouped)
-        if group_members:
-            groups.append(group_members)
-            grouped.update(group_members)
-    groups += [[n] for n in names if n not in grouped]
-    return hard_vote([np.mean([member_probs[n] for n in g], axis=0) for g in groups])
+def member_weights(params: Params, members: list[str]) -> dict[str, float]:
+    if params.ensemble.method not in ("weighted_soft", "weighted_hard"):
+        return dict.fromkeys(members, 1.0)
+    # params checks that the per-task models share one weight, so any of them names the member's
+    return {member_of(params, m): w for m, w in params.ensemble.weights.items()}
+
+
+def hard_vote(voters: list[np.ndarray], weights: list[float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(vote shares (N, 18), decision (N,)): most (weighted) votes; ties -> larger summed probability -> lower id."""
+    weights = weights or [1.0] * len(voters)
+    votes = np.zeros_like(voters[0], dtype=np.float64)
+    summed = np.zeros_like(voters[0], dtype=np.float64)
+    for p, w in zip(voters, weights, strict=True):
+        votes[np.arange(len(p)), p.argmax(1)] += w
+        summed += w * p
+    top = votes == votes.max(1, keepdims=True)
+    # argmax returns the first maximum, so among classes equal in votes and probability the lower id wins
+    decision = np.where(top, summed, -np.inf).argmax(1)
+    return votes / votes.sum(1, keepdims=True), decision
+
+
+def vote(params: Params, voters: dict[str, list[np.ndarray]]) -> dict[str, np.ndarray]:
+    """{"class18": combined probabilities, "pred": decision, "votes": vote shares (hard methods only)}."""
+    method = params.ensemble.method
+    names = sorted(voters)
+    if method == "nested":
+        home = {member_of(params, m): i for i, group in enumerate(params.ensemble.groups) for m in group}
+        groups: dict[object, list[np.ndarray]] = {}
+        for name in names:
+            groups.setdefault(home.get(name, name), []).extend(voters[name])
+        flat = [np.mean(g, axis=0) for g in groups.values()]
+        weights = [1.0] * len(flat)
+    else:
+        member_weight = member_weights(params, names)
+        flat = [p for n in names for p in voters[n]]
+        weights = [member_weight[n] for n in names for _ in voters[n]]
+    w = np.asarray(weights) / np.sum(weights)
+    probs = np.tensordot(w, np.stack(flat), axes=1)
+    if method in (*HARD, "nested"):
+        shares, decision = hard_vote(flat, weights)
+        return {"class18": probs, "pred": decision, "votes": shares}
+    return {"class18": probs, "pred": probs.argmax(1)}
+
+
+def describe(params: Params, voters: dict[str, list[np.ndarray]]) -> str:
+    counts = ", ".join(f"{name} x{len(v)}" for name, v in sorted(voters.items()))
+    return f"{params.ensemble.method} vote, folds: {params.ensemble.folds}, voters: {counts}"
+
+
+def prune_unlisted(params: Params, root: Path) -> list[Path]:
+    """Remove predictions of models or folds no longer in train.models / train.folds, and return them.
+
+    `ensemble` and `evaluate` depend on the whole preds/ folder, and DVC hashes a stage's deps after it ran:
+    without this, predictions left by an earlier experiment (a recipe's model, say) would enter the recorded
+    hash and a later checkout would report changed deps. Each was a DVC output, so its bytes stay in the cache
+    of the run that made it.
+    """
+    preds = Paths(root).preds_dir
+    keep = {(m, f"fold{f}") for m in params.train.models for f in params.train.folds}
+    removed = []
+    for model_dir in sorted(preds.iterdir()) if preds.is_dir() else []:
+        if not model_dir.is_dir() or model_dir.name.startswith("."):
+            continue
+        stale = [d for d in sorted(model_dir.iterdir()) if (model_dir.name, d.name) not in keep]
+        for path in stale:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+            removed.append(path)
+        if not any(model_dir.iterdir()):
+            model_dir.rmdir()
+    for path in removed:
+        print(f"ensemble: removed {path}: not in train.models x train.folds")
+    return removed
 
 
 def experiment_name() -> str:
@@ -123,11 +229,19 @@ def experiment_name() -> str:
 def run(params: Params, root: Path = Path(".")) -> None:
     paths = Paths(root)
     info = read_info(Path(root) / params.data.raw_dir / layout.EVAL_CSV)
+    prune_unlisted(params, root)
     results = {}
     for split in ("eval", "oof"):
-        rows, member_probs, member_of = members(params, root, split)
-        probs = vote(params, member_probs, member_of)
-        results[split] = dict(rows=rows, class18=probs.astype(np.float32), pred=probs.argmax(1).astype(np.int64))
+        rows, views = model_views(params, root, split)
+        voters = member_voters(params, views)
+        combined = vote(params, voters)
+        results[split] = {
+            "rows": rows,
+            **{k: v.astype(np.float32) for k, v in combined.items() if k != "pred"},
+            "pred": combined["pred"].astype(np.int64),
+        }
+        if split == "eval":
+            print(f"ensemble: {describe(params, voters)}")
     if len(results["eval"]["rows"]) != len(info):
         raise DataError(
             f"eval predictions cover {len(results['eval']['rows'])} photos but info.csv has {len(info)}; "
@@ -142,6 +256,5 @@ def run(params: Params, root: Path = Path(".")) -> None:
     write(paths.submissions / "submission.csv", sub, info)
     write(paths.submissions / f"{experiment_name()}.csv", sub, info)
     counts = np.bincount(sub["ans"], minlength=layout.NUM_CLASSES)
-    target = paths.submissions / "submission.csv"
-    print(f"ensemble: {params.ensemble.method} vote over {sorted(member_probs)} -> {target}")
+    print(f"ensemble: -> {paths.submissions / 'submission.csv'}")
     print(f"ensemble: predicted class counts {counts.tolist()}")

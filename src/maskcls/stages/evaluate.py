@@ -14,31 +14,52 @@ import pandas as pd
 from sklearn.metrics import f1_score
 
 from maskcls import io, layout
-from maskcls.metrics import accuracy, macro_f1
+from maskcls.metrics import accuracy, macro_f1, macro_f1_all_labels
 from maskcls.params import Params
 from maskcls.paths import Paths
 from maskcls.stages.ensemble import model_probs
 
 
 def scores(true_class: np.ndarray, pred_class: np.ndarray, prefix: str) -> dict[str, float]:
-    """Macro F1 (over all 18 classes, as the leaderboard computes it) and accuracy, overall and per task."""
+    """Macro F1 as the leaderboard computes it (sklearn's default labels) and accuracy, overall and per task.
+
+    `<prefix>_f1_all18` scores all 18 classes, an absent one as 0: a separate, named figure, never the headline.
+    """
     out = {
-        f"{prefix}_f1": macro_f1(true_class, pred_class, layout.NUM_CLASSES),
+        f"{prefix}_f1": macro_f1(true_class, pred_class),
         f"{prefix}_acc": accuracy(true_class, pred_class),
+        f"{prefix}_f1_all18": macro_f1_all_labels(true_class, pred_class, layout.NUM_CLASSES),
     }
     for task, t, p in zip(layout.TASKS, layout.decode(true_class), layout.decode(pred_class), strict=True):
-        out[f"{prefix}_{task}_f1"] = macro_f1(t, p, layout.TASK_SIZES[task])
+        out[f"{prefix}_{task}_f1"] = macro_f1(t, p)
     return {k: round(v, 6) for k, v in out.items()}
 
 
+NAMES = np.array([layout.class_name(c) for c in range(layout.NUM_CLASSES)])
+
+
 def confusion_rows(true_class: np.ndarray, pred_class: np.ndarray) -> pd.DataFrame:
-    """Long format `actual,predicted` that dvc plots' confusion template reads."""
-    return pd.DataFrame({"actual": np.asarray(true_class), "predicted": np.asarray(pred_class)})
+    """Long format `actual,predicted` that dvc plots' confusion template reads, classes named with their
+    meaning (`03 wear/female/<30`): the plot sorts them as text, which the zero-padded id keeps numeric."""
+    return pd.DataFrame({"actual": NAMES[np.asarray(true_class)], "predicted": NAMES[np.asarray(pred_class)]})
 
 
 def per_class_f1(true_class: np.ndarray, pred_class: np.ndarray) -> pd.DataFrame:
+    """F1 of each of the 18 classes (0 where a class is absent from truth and prediction), in class order."""
     f1 = f1_score(true_class, pred_class, labels=range(layout.NUM_CLASSES), average=None, zero_division=0)
-    return pd.DataFrame({"class": range(18), "f1": np.round(f1, 6)})
+    return pd.DataFrame({"class": NAMES, "f1": np.round(f1, 6)})
+
+
+def fold_spread(truth: pd.DataFrame, folds: pd.DataFrame, oof: dict) -> dict[str, float]:
+    """Out-of-fold macro F1 of each fold's held-out photos: their mean and (population) standard deviation."""
+    fold_of = truth["person"].map(folds.set_index("person")["fold"]).loc[oof["rows"]].to_numpy()
+    true = truth["class"].loc[oof["rows"]].to_numpy()
+    per_fold = [macro_f1(true[fold_of == f], oof["pred"][fold_of == f]) for f in np.unique(fold_of)]
+    return {
+        "oof_f1_fold_mean": round(float(np.mean(per_fold)), 6),
+        "oof_f1_fold_std": round(float(np.std(per_fold)), 6),
+        "oof_folds": len(per_fold),
+    }
 
 
 def eval_truth(params: Params, root: Path) -> np.ndarray | None:
@@ -53,11 +74,14 @@ def eval_truth(params: Params, root: Path) -> np.ndarray | None:
 def run(params: Params, root: Path = Path(".")) -> dict:
     paths = Paths(root)
     truth_csv = io.require(paths.labels_dir / "truth.csv", "run relabel_age first (dvc repro relabel_age)")
-    truth = pd.read_csv(truth_csv, dtype={"person": str}).set_index("row")["class"]
+    table = pd.read_csv(truth_csv, dtype={"person": str}).set_index("row")
+    truth = table["class"]
     ens = {s: io.load_npz(io.require(paths.ensemble_dir / f"{s}.npz", "run ensemble first")) for s in ("oof", "eval")}
     oof_true = truth.loc[ens["oof"]["rows"]].to_numpy()
     metrics = scores(oof_true, ens["oof"]["pred"], "oof")
     metrics["oof_photos"] = len(oof_true)
+    folds_csv = io.require(paths.folds, "run split first (dvc repro split)")
+    metrics.update(fold_spread(table, pd.read_csv(folds_csv, dtype={"person": str}), ens["oof"]))
     plots = {"confusion_oof.csv": confusion_rows(oof_true, ens["oof"]["pred"])}
     per_class = per_class_f1(oof_true, ens["oof"]["pred"]).rename(columns={"f1": "oof_f1"})
 
@@ -69,11 +93,12 @@ def run(params: Params, root: Path = Path(".")) -> dict:
     plots["per_class_f1.csv"] = per_class
 
     models = {}
-    for name in params.train.models:
+    for name in params.train.models if len(params.train.models) > 1 else []:  # one model: the ensemble is it
         oof = model_probs(root, name, list(params.train.folds), "oof")
         if "class18" in oof:  # per-task models are scored as part of the ensemble
             models[name] = scores(truth.loc[oof["rows"]].to_numpy(), oof["class18"].argmax(1), "oof")
-    metrics["models"] = models
+    if models:
+        metrics["models"] = models
 
     io.write_json(paths.metrics_dir / "eval.json", metrics)
     with io.atomic_path(paths.metrics_dir / "plots") as tmp:
