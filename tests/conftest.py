@@ -3,7 +3,13 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
+
+from maskcls import portable
+
+# The stages run in portable CPU mode by default (repro.portable): so do the tests that train in this process,
+# so that their bytes compare with a stage's, and the CLI called in-process finds the mode it expects.
+portable.apply(True)
+import torch  # noqa: E402  (after the CPU mode is in place)
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 # DVC stages call `maskcls`: make this environment's console scripts visible to subprocesses.

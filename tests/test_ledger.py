@@ -76,6 +76,15 @@ def test_record_ties_a_row_to_the_head_revision(recorded):
     assert (row["public_f1"], row["private_f1"], row["note"]) == (0.7, 0.69, "baseline")
 
 
+def test_record_stores_the_machine_behind_the_row(recorded):
+    root, _ = recorded
+    row = rows(root).loc[1]
+    here = json.loads(ok(subprocess.run([MASKCLS, "env"], cwd=root, capture_output=True, text=True)))
+    assert {key: row[f"env_{key}"] for key in ledger.ENV_KEYS} == here
+    assert here["cpu_mode"] == "portable:AVX2"  # the copy's params.yaml keeps repro.portable: true
+    assert here["threads"] == str(params.load(root / "params.yaml").train.threads)
+
+
 def test_record_refuses_uncommitted_params(recorded):
     root, _ = recorded
     path = root / "params.yaml"
@@ -95,7 +104,9 @@ def test_record_refuses_a_workspace_submission_that_head_did_not_make(recorded):
     path = root / "submissions/submission.csv"
     text = path.read_text()
     path.unlink()  # a new file, never an edit: the output may be linked to DVC's cache
-    path.write_text(text.replace(",2\n", ",3\n", 1))
+    header, first, *rest = text.splitlines(keepends=True)
+    image, answer = first.rstrip("\n").rsplit(",", 1)
+    path.write_text("".join([header, f"{image},{(int(answer) + 1) % 18}\n", *rest]))  # one answer changed
     try:
         result = lb(root, "record", "--public", "0.5")
     finally:
@@ -158,7 +169,8 @@ def test_reproduce_from_scratch_recomputes_every_stage_and_matches(recorded):
     root, _ = recorded
     result = lb(root, "reproduce", "1", "--from-scratch")
     out = ok(result)
-    assert {"synth", "cache", "train@mh-0", "ensemble"} <= ran(out + result.stderr)
+    # Every stage of the revision's pipeline ran: none was restored from a cache or the run-cache.
+    assert ran(out + result.stderr) == set(dvc(root, "stage", "list", "--name-only").split())
     assert "matches" in out
 
 
@@ -175,6 +187,110 @@ def test_a_tampered_row_is_reported_as_not_matching(recorded):
         path.write_text(original)
     assert result.returncode == 1
     assert "does NOT match" in result.stderr
+    # Same machine: the environment is ruled out, and said so.
+    assert "environment: matches the recorded one" in result.stderr
+    assert "comes from elsewhere" in result.stderr
+
+
+def tamper(root: Path, changes: dict[str, str], drop_env: bool = False) -> str:
+    """Change row 1 (and, with drop_env, remove the fingerprint columns as an old ledger lacks them)."""
+    path = root / ledger.LEDGER
+    original = path.read_text()
+    frame = pd.read_csv(path, dtype=str)
+    for column, value in changes.items():
+        frame.loc[frame["id"] == "1", column] = value
+    if drop_env:
+        frame = frame.drop(columns=ledger.ENV_COLUMNS)
+    frame.to_csv(path, index=False)
+    return original
+
+
+def test_a_mismatch_from_another_machine_names_the_part_and_the_remedy(recorded):
+    root, _ = recorded
+    path = root / ledger.LEDGER
+    original = tamper(
+        root, {"submission_md5": "0" * 32, "env_cpu_mode": "native:AVX512", "env_cpu": "AMD EPYC 9654 96-Core"}
+    )
+    try:
+        result = lb(root, "reproduce", "1")
+    finally:
+        path.write_text(original)
+    assert result.returncode == 1
+    assert "environment differs from the recorded one in: cpu_mode, cpu" in result.stderr
+    assert "AMD EPYC 9654 96-Core" in result.stderr and "repro.portable: true" in result.stderr
+
+
+def test_a_row_recorded_before_fingerprints_still_loads_and_reproduces(recorded):
+    root, _ = recorded
+    path = root / ledger.LEDGER
+    original = tamper(root, {}, drop_env=True)
+    try:
+        table = rows(root)
+        assert table[ledger.ENV_COLUMNS].isna().all().all()
+        assert ledger.recorded_environment(table.loc[1]) is None
+        assert "matches" in ok(lb(root, "reproduce", "1"))
+        tamper(root, {"submission_md5": "0" * 32})
+        result = lb(root, "reproduce", "1")
+    finally:
+        path.write_text(original)
+    assert result.returncode == 1
+    assert "predates environment fingerprints" in result.stderr
+
+
+# --- comparing fingerprints -------------------------------------------------------------------------------------
+
+ROW = {
+    "cpu": "Intel(R) Xeon(R) Platinum 8480+",
+    "cpu_mode": "portable:AVX2",
+    "threads": "2",
+    "torch": "2.14.1+cu130",
+    "cuda": "13.0",
+    "cudnn": "92400",
+    "gpu": "none",
+}
+
+
+def test_a_portable_row_ignores_the_cpu_model():
+    assert ledger.env_differences(ROW, ROW | {"cpu": "AMD EPYC 9654 96-Core Processor"}) == []
+    here = ROW | {"cpu_mode": "native:DEFAULT"}  # a CPU that cannot run the cap
+    assert ledger.env_differences(ROW, here) == [("cpu_mode", "portable:AVX2", "native:DEFAULT")]
+    assert "does not run the portable cap" in ledger.explain(ledger.env_differences(ROW, here))[0]
+
+
+def test_a_portable_mismatch_on_another_cpu_model_still_points_at_it():
+    here = ROW | {"cpu": "AMD EPYC 9654 96-Core Processor"}
+    check = ledger.Check(ROW, here, ledger.env_differences(ROW, here))
+    assert check.summary().startswith("environment: matches")
+    assert "Only the CPU model differs" in check.advice() and "AMD EPYC 9654" in check.advice()
+    assert "comes from elsewhere" in ledger.Check(ROW, ROW, []).advice()
+
+
+def test_a_native_row_needs_the_same_cpu_model_and_instruction_set():
+    row = ROW | {"cpu_mode": "native:AVX512"}
+    amd = row | {"cpu": "AMD EPYC 9654 96-Core Processor"}
+    assert ledger.env_differences(row, amd) == [("cpu", ROW["cpu"], amd["cpu"])]
+    assert "repro.portable: true" in ledger.explain(ledger.env_differences(row, amd))[0]
+    laptop = row | {"cpu_mode": "native:AVX2"}
+    assert ledger.env_differences(row, laptop) == [("cpu_mode", "native:AVX512", "native:AVX2")]
+
+
+def test_a_gpu_row_needs_the_same_gpu_model_and_libraries():
+    row = ROW | {"gpu": "NVIDIA H100 80GB HBM3"}
+    here = row | {"gpu": "NVIDIA H200", "cudnn": "91000", "cpu": "another CPU"}
+    assert ledger.env_differences(row, here) == [("gpu", row["gpu"], "NVIDIA H200"), ("cudnn", "92400", "91000")]
+    text = "\n".join(ledger.explain(ledger.env_differences(row, here)))
+    assert "same GPU model" in text and "rebuild on a 'NVIDIA H100 80GB HBM3'" in text and "requirements.lock" in text
+
+
+def test_a_cpu_row_on_a_machine_with_a_gpu_says_to_hide_it():
+    here = ROW | {"gpu": "NVIDIA H200", "cuda": "12.8"}
+    assert ledger.env_differences(ROW, here) == [("gpu", "none", "NVIDIA H200"), ("cuda", "13.0", "12.8")]
+    assert "CUDA_VISIBLE_DEVICES=" in ledger.explain(ledger.env_differences(ROW, here))[0]
+
+
+def test_threads_and_torch_always_count():
+    here = ROW | {"threads": "16", "torch": "2.15.0"}
+    assert [key for key, _, _ in ledger.env_differences(ROW, here)] == ["threads", "torch"]
 
 
 def test_an_experiment_run_again_is_restored_from_the_run_cache(recorded):

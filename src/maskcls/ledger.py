@@ -15,17 +15,34 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from maskcls import io
+from maskcls import io, portable
 from maskcls import params as params_mod
 from maskcls.errors import MaskclsError
 from maskcls.recipes import tool_env
 
 LEDGER = "leaderboard.csv"
-COLUMNS = ["id", "date", "rev", "exp", "params_digest", "submission_md5", "oof_f1", "public_f1", "private_f1", "note"]
+# The machine a row's submission was built on (`maskcls env`): what its bytes depend on beyond code, data and
+# params. Appended after the original columns: rows recorded before they existed load with them empty.
+ENV_KEYS = ["cpu", "cpu_mode", "threads", "torch", "cuda", "cudnn", "gpu"]
+ENV_COLUMNS = [f"env_{key}" for key in ENV_KEYS]
+COLUMNS = [
+    "id",
+    "date",
+    "rev",
+    "exp",
+    "params_digest",
+    "submission_md5",
+    "oof_f1",
+    "public_f1",
+    "private_f1",
+    "note",
+    *ENV_COLUMNS,
+]
 SUBMISSION = "submissions/submission.csv"
 
 
@@ -40,9 +57,10 @@ def stage_env(root: Path) -> dict[str, str]:
     """Environment for DVC in the checkout at `root`: its stages run `maskcls` from that checkout's src/.
 
     The installed package is the main checkout's (an editable install), so without this a worktree of an older
-    revision would rebuild its outputs with today's code.
+    revision would rebuild its outputs with today's code. The CPU-mode switches of this process are dropped:
+    each stage sets its own from its checkout's params.yaml, and a revision older than portable mode ran native.
     """
-    env = tool_env()
+    env = {k: v for k, v in tool_env().items() if k not in (*portable.SWITCHES, portable.MODE)}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(root).resolve() / "src"), env.get("PYTHONPATH")]))
     return env
 
@@ -106,7 +124,124 @@ def read_ledger(root: Path) -> pd.DataFrame:
     path = Path(root) / LEDGER
     if not path.exists():
         return pd.DataFrame(columns=COLUMNS)
-    return pd.read_csv(path, dtype={"rev": str, "exp": str, "params_digest": str, "submission_md5": str, "note": str})
+    text = {"rev": str, "exp": str, "params_digest": str, "submission_md5": str, "note": str}
+    ledger = pd.read_csv(path, dtype=text | dict.fromkeys(ENV_COLUMNS, str))
+    for column in ENV_COLUMNS:  # a ledger written before the fingerprint existed
+        if column not in ledger:
+            ledger[column] = pd.Series([None] * len(ledger), dtype=object)
+    return ledger
+
+
+# --- the machine behind a row ----------------------------------------------------------------------------------
+
+
+def environment(root: Path, sha: str) -> dict[str, str]:
+    """This machine's fingerprint for building revision `sha`: `maskcls env` under that revision's params.
+
+    A revision without portable mode (no src/maskcls/portable.py) ran its CPU kernels natively whatever its
+    params say, so it is fingerprinted as native.
+    """
+    data = params_mod._yaml().load(git(root, "show", f"{sha}:params.yaml")) or {}
+    has_portable = (
+        subprocess.run(
+            ["git", "cat-file", "-e", f"{sha}:src/maskcls/portable.py"], cwd=root, capture_output=True, check=False
+        ).returncode
+        == 0
+    )
+    if not has_portable:
+        data["repro"] = {"portable": False}
+    with tempfile.TemporaryDirectory(prefix="maskcls-env-") as tmp:
+        path = Path(tmp) / "params.yaml"
+        params_mod.dump(data, path)
+        env = {k: v for k, v in tool_env().items() if k not in (*portable.SWITCHES, portable.MODE)}
+        result = subprocess.run(
+            [sys.executable, "-m", "maskcls.cli", "env", "--params", str(path)],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    if result.returncode != 0:
+        raise MaskclsError(f"maskcls env failed: {result.stderr.strip()[-2000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def recorded_environment(row) -> dict[str, str] | None:
+    """A ledger row's fingerprint; None for a row recorded before fingerprints existed."""
+    values = {key: row.get(f"env_{key}") for key in ENV_KEYS}
+    if all(v is None or (isinstance(v, float) and pd.isna(v)) or v == "" for v in values.values()):
+        return None
+    return {key: "" if v is None or (isinstance(v, float) and pd.isna(v)) else str(v) for key, v in values.items()}
+
+
+def relevant_keys(recorded: dict[str, str], current: dict[str, str]) -> list[str]:
+    """The parts of a fingerprint that a build's bytes depend on.
+
+    Always: the CPU mode (portable cap or native ISA), threads, torch and the GPU that runs training (or none).
+    CUDA and cuDNN when a GPU runs on either side. The CPU model only in native mode: the portable cap is
+    meant to make it irrelevant.
+    """
+    keys = ["cpu_mode", "threads", "torch", "gpu"]
+    if recorded.get("gpu", "none") != "none" or current.get("gpu", "none") != "none":
+        keys += ["cuda", "cudnn"]
+    if not recorded.get("cpu_mode", "").startswith("portable:"):
+        keys.append("cpu")
+    return keys
+
+
+def env_differences(recorded: dict[str, str], current: dict[str, str]) -> list[tuple[str, str, str]]:
+    """(part, recorded, here) for each relevant part that differs."""
+    return [
+        (key, recorded.get(key, ""), current.get(key, ""))
+        for key in relevant_keys(recorded, current)
+        if recorded.get(key, "") != current.get(key, "")
+    ]
+
+
+def explain(differences: list[tuple[str, str, str]]) -> list[str]:
+    """What each difference means for the bytes, and what to do about it."""
+    lines = []
+    for key, was, now in differences:
+        if key == "cpu":
+            lines.append(
+                f"CPU model: recorded {was!r}, here {now!r}. The row was built in native CPU mode, whose bytes "
+                f"hold on that CPU model only: rebuild it on a {was!r} machine, or use repro.portable: true for "
+                "results that rebuild on any x86-64 CPU (a new row)."
+            )
+        elif key == "cpu_mode" and was.startswith("portable:"):
+            lines.append(
+                f"CPU mode: recorded {was}, here {now}: this machine does not run the portable cap, so it cannot "
+                f"rebuild the row; use a machine whose CPU supports {was.split(':', 1)[1]}."
+            )
+        elif key == "cpu_mode":
+            lines.append(
+                f"CPU mode: recorded {was}, here {now}: the CPU kernels use other instruction sets here, so the "
+                f"sums round differently; rebuild on a machine whose native mode is {was.split(':', 1)[-1]} (the "
+                "recorded CPU model), or record new results with repro.portable: true."
+            )
+        elif key == "gpu" and was == "none":
+            lines.append(
+                f"GPU: the row was built on the CPU, here train.device picks {now!r}: rebuild without a visible "
+                "GPU (CUDA_VISIBLE_DEVICES= maskcls lb reproduce ...)."
+            )
+        elif key == "gpu":
+            lines.append(
+                f"GPU: recorded {was!r}, here {now!r}. CUDA results are bit-exact only on the same GPU model (with "
+                f"the same driver, CUDA, cuDNN and library versions): rebuild on a {was!r}."
+            )
+        elif key == "threads":
+            lines.append(
+                f"threads: recorded {was}, here {now} (train.threads: 0 means one per core, which differs between "
+                "machines): the CPU sums split across threads differently; rebuild on a machine with as many cores, "
+                "or record new results with a fixed train.threads."
+            )
+        else:
+            lines.append(
+                f"{key}: recorded {was}, here {now}: install the library versions the revision pins "
+                "(requirements.lock; `make install` in its checkout)."
+            )
+    return lines
 
 
 def record(
@@ -156,7 +291,7 @@ def record(
         "public_f1": public,
         "private_f1": private,
         "note": note,
-    }
+    } | {f"env_{key}": value for key, value in environment(root, sha).items() if key in ENV_KEYS}
     ledger = read_ledger(root)
     row["id"] = int(ledger["id"].max()) + 1 if len(ledger) else 1
     ledger = pd.concat([ledger, pd.DataFrame([row])[COLUMNS]], ignore_index=True)
@@ -181,14 +316,69 @@ def show(root: Path) -> str:
     return text
 
 
-def reproduce(root: Path, row_id: int, from_scratch: bool = False, keep: bool = False) -> tuple[bool, str]:
-    """Rebuild a row's submission in a separate worktree; returns (md5 matches, rebuilt md5)."""
-    root = Path(root).resolve()
+@dataclass
+class Check:
+    """A row's recorded machine against this one, before rebuilding."""
+
+    recorded: dict[str, str] | None  # None: the row predates fingerprints
+    current: dict[str, str]
+    differences: list[tuple[str, str, str]]
+
+    def summary(self) -> str:
+        if self.recorded is None:
+            return "the row has no recorded environment (recorded before fingerprints): cannot compare machines"
+        if not self.differences:
+            return "environment: matches the recorded one in every part the bytes depend on"
+        return "environment differs from the recorded one in: " + ", ".join(k for k, _, _ in self.differences)
+
+    def advice(self) -> str:
+        if self.recorded is None:
+            return (
+                "This row predates environment fingerprints, so whether the machine explains the difference is "
+                f"unknown; here: {json.dumps(self.current, sort_keys=True)}."
+            )
+        was, now = self.recorded.get("cpu"), self.current.get("cpu")
+        if not self.differences and was != now:
+            return (
+                f"Only the CPU model differs (recorded {was!r}, here {now!r}), "
+                "which portable mode is meant to make irrelevant; docs/reproducibility.md says how far that was "
+                "verified (MKL's vector math is the known gap). Rebuild on the recorded CPU model to tell whether "
+                "the CPU or something else explains it."
+            )
+        if not self.differences:
+            return (
+                "The machine matches the recorded one, so the difference comes from elsewhere: an input outside "
+                "DVC's view, an unpinned library, or a stage that is not deterministic. Rerun with --keep and "
+                "compare the outputs stage by stage."
+            )
+        return "\n".join(explain(self.differences))
+
+
+def row_of(root: Path, row_id: int):
     ledger = read_ledger(root)
     match = ledger[ledger["id"] == row_id]
     if match.empty:
         raise MaskclsError(f"{LEDGER} has no row {row_id}; `maskcls lb show` lists them")
-    row = match.iloc[0]
+    return match.iloc[0]
+
+
+def check_environment(root: Path, row_id: int) -> Check:
+    """Compare the machine recorded with row `row_id` with this one, for that row's revision."""
+    root = Path(root).resolve()
+    row = row_of(root, row_id)
+    recorded = recorded_environment(row)
+    current = environment(root, row["rev"])
+    return Check(recorded, current, env_differences(recorded, current) if recorded else [])
+
+
+def reproduce(root: Path, row_id: int, from_scratch: bool = False, keep: bool = False) -> tuple[bool, str]:
+    """Rebuild a row's submission in a separate worktree; returns (md5 matches, rebuilt md5).
+
+    from_scratch: a new, empty DVC cache for the worktree, no remote, no checkout, and `dvc repro --force
+    --no-run-cache`: every stage computes again, nothing is restored from any cache.
+    """
+    root = Path(root).resolve()
+    row = row_of(root, row_id)
     work = Path(tempfile.mkdtemp(prefix=f"maskcls-lb{row_id}-"))
     tree = work / "tree"
     git(root, "worktree", "add", "--detach", str(tree), row["rev"])

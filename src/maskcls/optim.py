@@ -29,8 +29,6 @@ def build_optimizer(model: nn.Module, train: TrainParams) -> Optimizer:
     """
     if train.optimizer not in OPTIMIZERS:
         raise ParamsError(f"train.optimizer '{train.optimizer}': must be one of {', '.join(OPTIMIZERS)}")
-    if train.weight_decay < 0:
-        raise ParamsError(f"train.weight_decay: must be 0 or more, got {train.weight_decay}")
     return create_optimizer_v2(
         model,
         opt=train.optimizer,  # timm's names: sgd is Nesterov momentum SGD, adamp is timm's AdamP
@@ -38,7 +36,26 @@ def build_optimizer(model: nn.Module, train: TrainParams) -> Optimizer:
         weight_decay=train.weight_decay,
         momentum=train.momentum,
         filter_bias_and_bn=True,
+        **cpu_kernel(model, train.optimizer),
     )
+
+
+# Adam and AdamW on the CPU run torch's fused kernel: the same update, one ATen kernel per parameter whose
+# square root is the processor's own instruction (IEEE, correctly rounded, so the same bits on every CPU). The
+# default (foreach) path and the single-tensor one (foreach=False) both take sqrt from ATen's unary kernel,
+# which hands it to MKL's vector math: not correctly rounded, and under portable mode the bits differ between
+# an AVX-512 CPU and AVX2 CPUs from the first step on (docs/reproducibility.md, "The optimizer step").
+# The fused update is elementwise, so it is deterministic. On CUDA the default stays. sgd has no square root;
+# adamp and radam have no fused kernel and keep the vector-math sqrt (portable only within one CPU model).
+FUSED_ON_CPU = ("adam", "adamw")
+
+
+def cpu_kernel(model: nn.Module, optimizer: str) -> dict:
+    """Extra optimizer arguments: `fused=True` for Adam/AdamW when every trained parameter is on the CPU."""
+    trained = [p for p in model.parameters() if p.requires_grad]
+    if optimizer in FUSED_ON_CPU and trained and all(p.device.type == "cpu" for p in trained):
+        return {"fused": True}
+    return {}
 
 
 def warmup_cosine(warmup_steps: int, total_steps: int):
