@@ -58,17 +58,17 @@ def files(root: Path) -> dict[str, bytes]:
         (TRAIN, {"train": {"lrr": 0.1}}, ["train.lrr: unknown key; did you mean 'lr'?"]),
         (TRAIN, {"train": {"epochs": "four"}}, ["train.epochs", "expected an integer"]),
         (TRAIN, {"train": {"scheduler": "step", "warmup_epochs": 1, "epochs": 3}}, ["train.warmup_epochs", "cosine"]),
-        (("split",), {"train": {"models": ["multihead"]}, "ensemble": {"method": "hard"}}, ["ensemble.method"]),
-        # Backbones are checked by the first stage that reads `models`, and by train before it reads any data.
-        (("relabel-age",), {"models": {"age": {"backbone": "efficientnet_b00"}}}, ["models.age.backbone"]),
+        (("split",), {"ensemble": {"method": "weighted_hard", "weights": {"multihead": 1}}}, ["ensemble.weights"]),
+        # Backbones are checked by the pipeline's first stage (check-params), and by train before it reads any data.
+        (("check-params",), {"models": {"age": {"backbone": "efficientnet_b00"}}}, ["models.age.backbone"]),
         (TRAIN, {"models": {"multihead": {"backbone": "efficientnet_b00"}}}, ["models.multihead.backbone"]),
     ],
     ids=[
         "unknown-key",
         "wrong-type",
         "warmup-without-cosine",
-        "hard-vote-of-one",
-        "backbone-relabel",
+        "weights-missing-a-model",
+        "backbone-check-params",
         "backbone-train",
     ],
 )

@@ -99,7 +99,8 @@ def test_killed_training_leaves_no_model_and_resumes_to_the_same_weights(sig, re
     assert not (model_dir / "model.pt").exists()
     assert leftovers(root) == []
     if sig == signal.SIGINT:
-        assert "interrupted, no model written; run it again" in out
+        # the hint names the command that was run, to run again as it is
+        assert f"interrupted, no model written; run `maskcls {' '.join(args)}` again to resume" in out
 
     proc = start(root, *args)
     out = finish(proc)

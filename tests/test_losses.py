@@ -1,8 +1,10 @@
 import math
+import re
 
 import pytest
 import torch
 
+from maskcls import params
 from maskcls.errors import ParamsError
 from maskcls.losses import build_loss, inverse_frequency_weights
 from maskcls.params import LossSpec
@@ -69,8 +71,6 @@ def test_weights_from_counts_are_inverse_frequency_with_mean_one():
 def test_weighted_ce_needs_weights_or_counts():
     with pytest.raises(ParamsError, match="class_weights"):
         build_loss(LossSpec(name="weighted_ce"), 3)
-    with pytest.raises(ParamsError, match="3 classes"):
-        build_loss(LossSpec(name="weighted_ce", class_weights=[1.0, 2.0]), 3)
 
 
 def test_soft_f1():
@@ -96,10 +96,22 @@ def test_losses_are_differentiable_means():
         assert torch.isfinite(grad).all()
 
 
-def test_bad_settings_are_params_errors():
-    with pytest.raises(ParamsError):
-        build_loss(LossSpec(name="focal", gamma=-1.0), 3)
-    with pytest.raises(ParamsError):
-        build_loss(LossSpec(name="smooth", smoothing=1.0), 3)
+@pytest.mark.parametrize(
+    "loss, key, words",
+    [
+        ({"name": "focal", "gamma": -1.0}, "losses.age.gamma", "0 or more"),
+        ({"name": "smooth", "smoothing": 1.0}, "losses.age.smoothing", "[0, 1)"),
+        ({"name": "weighted_ce", "class_weights": [1.0, 2.0]}, "losses.age.class_weights", "3 classes"),
+        ({"name": "weighted_ce", "class_weights": [0.0, 0.0, 0.0]}, "losses.age.class_weights", "not all 0"),
+    ],
+)
+def test_bad_loss_settings_are_refused_with_the_params(loss, key, words):
+    """Checked when params.yaml is loaded (the pipeline's first stage), naming the key."""
+    with pytest.raises(ParamsError, match=re.escape(words)) as err:
+        params.from_dict({"models": {"multihead": {"losses": {"age": loss}}}})
+    assert f"models.multihead.{key}" in str(err.value)
+
+
+def test_an_unknown_loss_is_a_params_error():
     with pytest.raises(ParamsError, match="must be one of"):
         build_loss(LossSpec(name="hinge"), 3)

@@ -32,8 +32,13 @@ def test_committed_params_load_and_numbers_stay_numbers(tmp_path):
         ({"train": {"models": ["nope"]}}, "train.models", "not defined"),
         ({"train": {"folds": [7]}}, "train.folds", "does not exist"),
         ({"split": {"method": "kfold", "n_folds": 1}}, "split.n_folds", "at least 2"),
-        ({"ensemble": {"method": "hard"}}, "ensemble.method", "at least two"),
-        ({"ensemble": {"method": "weighted"}}, "ensemble.weights", "needs a weight"),
+        ({"ensemble": {"method": "weighted_soft"}}, "ensemble.weights", "missing: multihead"),
+        ({"ensemble": {"method": "hard", "weights": {"multihead": 2}}}, "ensemble.weights", "weighted_soft"),
+        ({"ensemble": {"method": "weighted"}}, "ensemble.method", "not one of"),
+        ({"models": {"multihead": {"train": {"lrr": 1}}}}, "models.multihead.train.lrr", "did you mean 'lr'"),
+        ({"models": {"multihead": {"train": {"epochs": 0}}}}, "models.multihead.train.epochs", "at least 1"),
+        ({"models": {"multihead": {"train": {"folds": [0]}}}}, "models.multihead.train.folds", "for all models"),
+        ({"split": {"group": "person"}}, "split.group", "not one of"),
         (
             {"models": {"multihead": {"head": "mask", "losses": {"age": {"name": "ce"}}}}},
             "models.multihead",
@@ -63,3 +68,38 @@ def test_round_trip_and_digest_stable():
     assert params.digest(again) == params.digest(p)
     changed = params.from_dict({**params.to_dict(p), "seed": p.seed + 1})
     assert params.digest(changed) != params.digest(p)
+
+
+def two_models(**ensemble):
+    zoo = {"a": {"head": "single"}, "b": {"head": "single"}}
+    return {"models": zoo, "train": {"models": ["a", "b"]}, "ensemble": ensemble}
+
+
+@pytest.mark.parametrize(
+    "weights, words",
+    [
+        ({"a": 2}, "missing: b"),
+        ({"a": 1, "b": 1, "c": 1}, "not in train.models: c"),
+        ({"a": 1, "b": 0}, "b: 0.0"),
+        ({"a": -1, "b": 1}, "a: -1.0"),
+    ],
+)
+def test_ensemble_weights_are_checked_against_train_models(weights, words):
+    with pytest.raises(ParamsError, match="ensemble.weights") as err:
+        params.from_dict(two_models(method="weighted_hard", weights=weights))
+    assert words in str(err.value)
+
+
+def test_per_model_train_overrides_resolve_over_the_shared_section():
+    p = params.from_dict(
+        {
+            "models": {
+                "a": {"head": "single", "train": {"lr": 3e-5, "minority": {"factor": 5}}},
+                "b": {"head": "single"},
+            },
+            "train": {"models": ["a", "b"], "lr": 1e-3, "minority": {"mode": "resample", "factor": 3}},
+        }
+    )
+    assert p.train_for("a").lr == 3e-5 and p.train_for("b").lr == 1e-3
+    assert p.train_for("a").minority.mode == "resample" and p.train_for("a").minority.factor == 5
+    assert p.for_model("a").train == p.train_for("a") and p.train.lr == 1e-3

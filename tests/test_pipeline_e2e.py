@@ -44,10 +44,26 @@ def test_changing_the_age_threshold_does_not_retrain_a_mask_model(repo):
     assert "train@mk-0" not in stages and "cache" not in stages and "split" not in stages
 
 
+def test_a_per_model_training_setting_changes_only_that_models_training(repo):
+    """models.<name>.train overrides one model's settings; `dvc status` shows only its train stage as stale."""
+    root, _ = repo
+    original = (root / "params.yaml").read_text()
+    try:
+        data = params.read_yaml(root / "params.yaml")
+        data["models"]["mk"]["train"] = {"lr": 0.05}
+        params.dump(data, root / "params.yaml")
+        status = json.loads(dvc(root, "status", "--json"))
+        assert "train@mk-0" in status and "train@mh-0" not in status
+        assert params.load(root / "params.yaml").train_for("mk").lr == 0.05
+    finally:
+        (root / "params.yaml").write_text(original)
+    assert "train@mk-0" not in json.loads(dvc(root, "status", "--json"))
+
+
 def test_ensemble_params_rerun_only_ensemble_and_evaluate(repo):
     root, _ = repo
     out = dvc(root, "exp", "run", "-S", "ensemble.method=hard")
-    assert ran(out) == {"ensemble", "evaluate"}
+    assert ran(out) == {"check_params", "ensemble", "evaluate"}  # the params check runs first on any change
 
 
 def test_exp_run_set_param_changes_metrics_and_exp_show_lists_them(repo):
@@ -88,3 +104,24 @@ def test_queued_experiments_run(repo):
     shown = dvc(root, "exp", "show", "--json")
     assert "queued-hard" in shown
     dvc(root, "queue", "stop", check=False)
+
+
+def test_keeping_an_experiment_stages_exactly_what_belongs_in_git(repo):
+    """`maskcls exp keep` (the README's step 3) stages params, lock, metrics and plots, never stray folders."""
+    root, _ = repo
+    dvc(root, "exp", "run", "-n", "keep-me", "-S", "ensemble.method=hard")
+    stale = root / "dvclive" / "gone-fold0" / "plots"
+    stale.mkdir(parents=True)
+    (stale / "lr.tsv").write_text("step\tlr\n0\t0.1\n")
+    (root / "dvc_plots").mkdir(exist_ok=True)
+    (root / "dvc_plots" / "index.html").write_text("<html></html>")
+    try:
+        out = sh(root, "maskcls", "exp", "keep", "keep-me")
+        staged = sh(root, "git", "diff", "--cached", "--name-only").split()
+        assert "params.yaml" in staged and "metrics/eval.json" in staged, out
+        assert not [p for p in staged if p.startswith(("dvclive/gone-fold0", "dvc_plots"))]
+        allowed = ("params.yaml", "dvc.lock", "metrics/", "dvclive/mh-fold0/plots/", "dvclive/mk-fold0/plots/")
+        assert all(p.startswith(allowed) for p in staged), staged
+        assert 'git commit -m "keep-me"' in out
+    finally:
+        sh(root, "git", "reset", "-q")

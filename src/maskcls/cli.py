@@ -37,6 +37,19 @@ def _fold(value: str) -> int:
     return int(value.removeprefix("fold"))
 
 
+@app.command("check-params")
+def check_params(
+    params: Path = PARAMS,
+    root: Path = ROOT,
+    generated: Path = typer.Option(Path("data/sample"), help="the synth stage's folder: may not exist yet"),
+):
+    """Check params.yaml and data.raw_dir before any stage runs; write data/checked/params.ok."""
+    from maskcls.stages import check_params as stage
+
+    stage.run(params, root=root, generated=generated)
+    typer.echo(f"{params}: OK")
+
+
 @app.command()
 def synth(
     out: Path = typer.Option(..., help="folder to write the sample into"),
@@ -93,8 +106,10 @@ def train(
     root: Path = ROOT,
 ):
     """Train one model on one fold."""
+    from maskcls import portable
     from maskcls.stages import train as stage
 
+    portable.verify()
     stage.run(_params(params), model=model, fold=_fold(fold), root=root)
 
 
@@ -106,8 +121,10 @@ def predict(
     root: Path = ROOT,
 ):
     """Class probabilities of one trained model for eval and its out-of-fold train photos."""
+    from maskcls import portable
     from maskcls.stages import predict as stage
 
+    portable.verify()
     stage.run(_params(params), model=model, fold=_fold(fold), root=root)
 
 
@@ -139,6 +156,16 @@ def check_submission(
     typer.echo(f"{submission}: OK")
 
 
+@app.command("env")
+def env(params: Path = PARAMS):
+    """The machine and CPU mode the train and predict stages run under here, as JSON (`lb record` stores it)."""
+    import json
+
+    from maskcls import portable
+
+    typer.echo(json.dumps(portable.environment(params), sort_keys=True))
+
+
 recipe_app = typer.Typer(no_args_is_help=True, help="Named recipes (recipes/*.yaml) run as DVC experiments.")
 app.add_typer(recipe_app, name="recipe")
 
@@ -148,9 +175,11 @@ def recipe_list(root: Path = ROOT):
     """Available recipes and what each reproduces."""
     from maskcls import recipes
 
-    for name in recipes.names(root):
+    names = recipes.names(root)
+    width = max(map(len, names), default=0)
+    for name in names:
         recipe = recipes.load(name, root)
-        typer.echo(f"{name:8} {'[GPU] ' if recipe.gpu else ''}{recipe.description}")
+        typer.echo(f"{name:{width}} {'[GPU] ' if recipe.gpu else ''}{recipe.description}")
 
 
 @recipe_app.command("show")
@@ -180,6 +209,20 @@ def recipe_run(
     typer.echo(f"experiment {exp}: compare with `dvc exp show` and `dvc metrics diff`")
 
 
+exp_app = typer.Typer(no_args_is_help=True, help="Experiments: keep one in git with exactly the files that belong.")
+app.add_typer(exp_app, name="exp")
+
+
+@exp_app.command("keep")
+def exp_keep(name: str = typer.Argument(..., help="the experiment, as `dvc exp show` names it"), root: Path = ROOT):
+    """`dvc exp apply NAME`, then `git add` params.yaml, dvc.lock and the pipeline's uncached metrics and plots."""
+    from maskcls import experiments
+
+    files = experiments.keep(name, root)
+    typer.echo(f"staged {len(files)} paths: {' '.join(files)}")
+    typer.echo(f'next: git commit -m "{name}"')
+
+
 lb_app = typer.Typer(no_args_is_help=True, help="Leaderboard ledger: scores tied to the exact revision behind them.")
 app.add_typer(lb_app, name="lb")
 
@@ -198,6 +241,8 @@ def lb_record(
 
     row = ledger.record(root, public=public, private=private, rev=rev, exp=exp, note=note)
     typer.echo(f"recorded row {row['id']}: rev {row['rev'][:10]}, submission md5 {row['submission_md5']}")
+    machine = f"{row['env_cpu']}, CPU {row['env_cpu_mode']}, {row['env_threads']} threads, GPU {row['env_gpu']}"
+    typer.echo(f"built on: {machine}")
 
 
 @lb_app.command("show")
@@ -215,18 +260,25 @@ def lb_reproduce(
     keep: bool = typer.Option(False, help="keep the worktree for inspection"),
     root: Path = ROOT,
 ):
-    """Rebuild a row's submission in a separate worktree and compare md5s."""
+    """Rebuild a row's submission in a separate worktree and compare md5s (and the machine with the recorded one)."""
     from maskcls import ledger
 
+    check = ledger.check_environment(root, row_id)  # before rebuilding: a known difference is said up front
+    typer.echo(f"row {row_id}: {check.summary()}", err=True)
     same, rebuilt = ledger.reproduce(root, row_id, from_scratch=from_scratch, keep=keep)
     if not same:
         typer.secho(f"row {row_id}: rebuilt submission md5 {rebuilt} does NOT match the ledger", fg="red", err=True)
+        typer.echo(check.advice(), err=True)
         raise typer.Exit(1)
     typer.echo(f"row {row_id}: rebuilt submission md5 {rebuilt} matches")
 
 
 def main() -> None:
     try:
+        # Before anything imports torch: the CPU kernels' instruction-set cap of repro.portable (maskcls.portable).
+        from maskcls import portable
+
+        portable.apply_from_params(portable.params_path_from_argv(sys.argv[1:]))
         app()
     except MaskclsError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)

@@ -20,7 +20,7 @@ from typing import Any, Literal
 from ruamel.yaml import YAML
 
 from maskcls.errors import ParamsError
-from maskcls.layout import HEAD_OUTPUTS
+from maskcls.layout import HEAD_OUTPUTS, IMAGE_SIZE, NUM_LABELS, OLD_FROM, YOUNG_BELOW
 
 HeadType = Literal["single", "fused", "multihead", "sequential", "mask", "gender", "age"]
 # Heads that predict all three factors; the others are per-task models.
@@ -50,6 +50,12 @@ class SplitParams:
     method: Literal["kfold", "holdout"] = "kfold"  # person-level either way
     n_folds: int = 5
     holdout_ratio: float = 0.2
+    # Folds have their own seed, so two training seeds are compared on the same people. 42 is the value the
+    # top-level `seed` had when it also drew the folds: existing folds stay as they were.
+    seed: int = 42
+    # What must never straddle two folds. `base_id`: an id and its suffixed variants (001498, 001498-1): whether
+    # they are one person is unknown, so they are kept together. `id`: each csv id is a group of its own.
+    group: Literal["base_id", "id"] = "base_id"
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,9 @@ class ModelSpec:
     # One loss per head: keys mask/gender/age, or class18 for the single head. Missing keys get cross-entropy.
     losses: dict[str, LossSpec] = field(default_factory=dict)
     head_weights: dict[str, float] = field(default_factory=dict)  # multihead loss = sum w_task * loss_task
+    # Any `train.*` key that shapes this model's training (lr, epochs, optimizer, ...), overriding the shared
+    # value for this model only. Mappings merge key by key (`minority: {factor: 5}`). Checked like `train`.
+    train: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -138,9 +147,24 @@ class PredictParams:
 
 @dataclass(frozen=True)
 class EnsembleParams:
-    method: Literal["soft", "hard", "weighted", "nested"] = "soft"
-    weights: dict[str, float] = field(default_factory=dict)  # weighted: model name -> weight
-    groups: list[list[str]] = field(default_factory=list)  # nested: soft vote inside a group, hard across
+    """How fold models and members become one answer per photo; docs/ensemble.md defines each method."""
+
+    # soft: mean probability | hard: majority of argmaxes | weighted_soft / weighted_hard: the same with a weight
+    # per member | nested: soft inside each group of `groups`, hard across groups
+    method: Literal["soft", "hard", "weighted_soft", "weighted_hard", "nested"] = "soft"
+    # How a member's fold models take part on eval: each one a voter (vote), one averaged voter (mean), or only
+    # the fold with the best validation F1 (best, what the seed kept). Out-of-fold always stitches every fold.
+    folds: Literal["vote", "mean", "best"] = "vote"
+    weights: dict[str, float] = field(default_factory=dict)  # weighted_*: every trained model -> weight > 0
+    groups: list[list[str]] = field(default_factory=list)  # nested: model names; an unlisted member stands alone
+
+
+@dataclass(frozen=True)
+class ReproParams:
+    # Cap the CPU kernels of torch at AVX2 (maskcls.portable): the same bytes on any current x86-64 CPU, at a
+    # measured speed cost (docs/reproducibility.md). false: this machine's fastest kernels, bytes hold on this
+    # CPU model only. CPU kernels only; GPU kernels are unaffected.
+    portable: bool = True
 
 
 @dataclass(frozen=True)
@@ -156,11 +180,41 @@ class Params:
     train: TrainParams = field(default_factory=TrainParams)
     predict: PredictParams = field(default_factory=PredictParams)
     ensemble: EnsembleParams = field(default_factory=EnsembleParams)
+    repro: ReproParams = field(default_factory=ReproParams)
 
     def model(self, name: str) -> ModelSpec:
         if name not in self.models:
             raise ParamsError(f"models.{name}: no such model; defined: {', '.join(sorted(self.models))}")
         return self.models[name]
+
+    def train_for(self, name: str) -> TrainParams:
+        """`train` with `models.<name>.train` laid over it: the settings that model trains with."""
+        return resolve_train(self.train, self.model(name).train, f"models.{name}.train")
+
+    def for_model(self, name: str) -> Params:
+        """These params as model `name`'s training sees them (its overrides resolved into `train`)."""
+        return dataclasses.replace(self, train=self.train_for(name))
+
+
+# Keys of `train` that a model may not override: the pipeline's matrix (models, folds) and the runtime that
+# predict shares with train (device, threads).
+SHARED_TRAIN_KEYS = ("models", "folds", "device", "threads")
+
+
+def _merged(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merged(out[key], value) if isinstance(out.get(key), dict) and isinstance(value, dict) else value
+    return out
+
+
+def resolve_train(train: TrainParams, overrides: dict, where: str, source: str = "params") -> TrainParams:
+    for key in overrides:
+        if key in SHARED_TRAIN_KEYS:
+            raise _err(source, f"{where}.{key}", f"set for all models under train.{key}, not per model")
+    if not overrides:
+        return train
+    return _build(TrainParams, _merged(to_dict(train), overrides), path=where, source=source)
 
 
 def _yaml() -> YAML:
@@ -206,9 +260,10 @@ def to_dict(params) -> dict:
     return plain(params)
 
 
-def digest(params: Params) -> str:
-    """Stable short hash of the full, resolved params (defaults included)."""
-    text = json.dumps(to_dict(params), sort_keys=True)
+def digest(params) -> str:
+    """Stable short hash of resolved params (defaults included): a Params, one section, or plain data."""
+    data = params if isinstance(params, dict) else to_dict(params)
+    text = json.dumps(to_dict(data), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -336,46 +391,36 @@ def check(p: Params, source: str = "params") -> None:
             bad("train.folds", f"fold {fold} does not exist: the split has folds 0..{n_folds - 1}")
     if not p.train.folds or len(set(p.train.folds)) != len(p.train.folds):
         bad("train.folds", "list each fold once, at least one")
-    for key in ("epochs", "batch_size"):
-        if getattr(p.train, key) < 1:
-            bad(f"train.{key}", "must be at least 1")
-    if p.train.lr <= 0:
-        bad("train.lr", "must be positive")
-    t = p.train
-    if t.warmup_epochs and t.scheduler != "cosine":
-        bad("train.warmup_epochs", f"warmup is implemented for scheduler cosine only, not '{t.scheduler}'")
-    if not 0 <= t.warmup_epochs < t.epochs:
-        bad("train.warmup_epochs", f"must be 0 .. epochs-1 ({t.epochs - 1}), got {t.warmup_epochs}")
-    if t.scheduler in ("step", "plateau") and not 0 < t.gamma < 1:
-        bad("train.gamma", f"the decay factor must be between 0 and 1, got {t.gamma}")
-    if t.step_size < 1:
-        bad("train.step_size", f"must be at least 1 epoch, got {t.step_size}")
-    if t.patience < 0:
-        bad("train.patience", f"must be 0 or more, got {t.patience}")
-    if p.train.num_workers < 0:
-        bad("train.num_workers", "must be 0 or more")
-    if p.train.threads < 0:
-        bad("train.threads", "must be 0 (one per core) or more")
-    if not 0 <= p.train.ema < 1:
-        bad("train.ema", "EMA decay must be in [0, 1)")
+    old_from = p.relabel_age.old_from
+    if not YOUNG_BELOW < old_from <= OLD_FROM:
+        bad(
+            "relabel_age.old_from",
+            f"{old_from} leaves no middle age band or widens it past the competition's; "
+            f"use {YOUNG_BELOW + 1}..{OLD_FROM}",
+        )
+    for name, spec in p.models.items():
+        if name == "truth" or not name.strip() or name.startswith(".") or "/" in name or "\\" in name:
+            bad(
+                f"models.{name}",
+                f"the name becomes data/labels/{name}.csv; rename the model (letters, digits, - and _; not 'truth')",
+            )
+        for key, loss in spec.losses.items():
+            _check_loss(loss, f"models.{name}.losses.{key}", NUM_LABELS[key], bad)
+    (ref_h, ref_w), (h, w) = IMAGE_SIZE, p.cache.crop_size
+    if not (0 < h <= ref_h and 0 < w <= ref_w):
+        bad("cache.crop_size", f"{h}x{w} must fit inside the {ref_h}x{ref_w} photo")
+    if not all(0.0 <= c <= 1.0 for c in p.cache.crop_center):
+        bad("cache.crop_center", f"{list(p.cache.crop_center)} must be fractions of the photo (0..1)")
+    _check_train(p.train, "train", bad)
+    for name, spec in p.models.items():
+        if spec.train:
+            where = f"models.{name}.train"
+            _check_train(resolve_train(p.train, spec.train, where, source), where, bad)
     if p.cache.height < 8 or p.cache.width < 8:
         bad("cache", "height and width must be at least 8 pixels")
     if not p.predict.tta:
         bad("predict.tta", "list at least one view, e.g. [none]")
-    trained = set(p.train.models)
-    if p.ensemble.method == "hard" and len(p.train.models) * len(p.train.folds) < 2:
-        bad("ensemble.method", "a hard vote needs at least two models or folds; use soft")
-    for name in p.ensemble.weights:
-        if name not in trained:
-            bad("ensemble.weights", f"'{name}' is not in train.models")
-    if p.ensemble.method == "weighted" and not p.ensemble.weights:
-        bad("ensemble.weights", "method 'weighted' needs a weight per model")
-    for group in p.ensemble.groups:
-        for name in group:
-            if name not in trained:
-                bad("ensemble.groups", f"'{name}' is not in train.models")
-    if p.ensemble.method == "nested" and not p.ensemble.groups:
-        bad("ensemble.groups", "method 'nested' needs groups of model names")
+    _check_ensemble(p, bad)
     per_task = {p.models[m].head for m in p.train.models} & {"mask", "gender", "age"}
     has_all_task = any(p.models[m].head in ALL_TASK_HEADS for m in p.train.models)
     if per_task and per_task != {"mask", "gender", "age"} and not has_all_task:
@@ -385,3 +430,93 @@ def check(p: Params, source: str = "params") -> None:
             f"per-task models need all three tasks (or an all-task model) to make 18 classes; "
             f"missing {', '.join(sorted(missing))}",
         )
+
+
+def _check_loss(spec: LossSpec, where: str, num_classes: int, bad) -> None:
+    if spec.gamma < 0:
+        bad(f"{where}.gamma", f"must be 0 or more, got {spec.gamma}")
+    if not 0 <= spec.smoothing < 1:
+        bad(f"{where}.smoothing", f"must be in [0, 1), got {spec.smoothing}")
+    weights = spec.class_weights
+    if weights is not None:
+        if len(weights) != num_classes:
+            bad(f"{where}.class_weights", f"has {len(weights)} values, the head has {num_classes} classes")
+        if any(w < 0 for w in weights) or not any(w > 0 for w in weights):
+            bad(f"{where}.class_weights", "must be 0 or more, and not all 0")
+
+
+def _check_train(t: TrainParams, where: str, bad) -> None:
+    """Ranges and combinations of one model's training settings; `where` is the section the user wrote."""
+    for key in ("epochs", "batch_size"):
+        if getattr(t, key) < 1:
+            bad(f"{where}.{key}", "must be at least 1")
+    if t.lr <= 0:
+        bad(f"{where}.lr", "must be positive")
+    if t.weight_decay < 0:
+        bad(f"{where}.weight_decay", f"must be 0 or more, got {t.weight_decay}")
+    if t.warmup_epochs and t.scheduler != "cosine":
+        bad(f"{where}.warmup_epochs", f"warmup is implemented for scheduler cosine only, not '{t.scheduler}'")
+    if not 0 <= t.warmup_epochs < t.epochs:
+        bad(f"{where}.warmup_epochs", f"must be 0 .. epochs-1 ({t.epochs - 1}), got {t.warmup_epochs}")
+    if t.scheduler in ("step", "plateau") and not 0 < t.gamma < 1:
+        bad(f"{where}.gamma", f"the decay factor must be between 0 and 1, got {t.gamma}")
+    if t.step_size < 1:
+        bad(f"{where}.step_size", f"must be at least 1 epoch, got {t.step_size}")
+    if t.patience < 0:
+        bad(f"{where}.patience", f"must be 0 or more, got {t.patience}")
+    if t.num_workers < 0:
+        bad(f"{where}.num_workers", "must be 0 or more")
+    if t.threads < 0:
+        bad(f"{where}.threads", "must be 0 (one per core) or more")
+    if not 0 <= t.ema < 1:
+        bad(f"{where}.ema", "EMA decay must be in [0, 1)")
+
+
+def _check_ensemble(p: Params, bad) -> None:
+    cfg = p.ensemble
+    trained = list(p.train.models)
+    weighted = cfg.method in ("weighted_soft", "weighted_hard")
+    if cfg.weights and not weighted:
+        bad("ensemble.weights", f"weights are used by weighted_soft and weighted_hard only, not '{cfg.method}'")
+    if weighted:
+        missing = [m for m in trained if m not in cfg.weights]
+        extra = [m for m in cfg.weights if m not in trained]
+        if missing:
+            bad(
+                "ensemble.weights",
+                f"method '{cfg.method}' needs a weight for every trained model; missing: {', '.join(missing)}",
+            )
+        if extra:
+            bad("ensemble.weights", f"not in train.models: {', '.join(extra)}")
+        non_positive = [f"{m}: {w}" for m, w in cfg.weights.items() if not w > 0]
+        if non_positive:
+            bad("ensemble.weights", f"weights must be positive; got {', '.join(non_positive)}")
+        per_task = {p.models[m].head: cfg.weights[m] for m in trained if p.models[m].head not in ALL_TASK_HEADS}
+        if len(set(per_task.values())) > 1:
+            bad(
+                "ensemble.weights",
+                f"the per-task models (mask, gender, age) form one member and share one weight; got {per_task}",
+            )
+    if cfg.groups and cfg.method != "nested":
+        bad("ensemble.groups", f"groups are used by method nested only, not '{cfg.method}'")
+    if cfg.method == "nested":
+        if not cfg.groups:
+            bad("ensemble.groups", "method 'nested' needs groups of model names, e.g. [[a, b], [c]]")
+        seen: set[str] = set()
+        for group in cfg.groups:
+            if not group:
+                bad("ensemble.groups", "a group is empty")
+            for name in group:
+                if name not in trained:
+                    bad("ensemble.groups", f"'{name}' is not in train.models")
+                if name in seen:
+                    bad("ensemble.groups", f"'{name}' is in two groups")
+                seen.add(name)
+        per_task = [m for m in trained if p.models[m].head not in ALL_TASK_HEADS]
+        homes = {i for i, g in enumerate(cfg.groups) for m in g if m in per_task}
+        listed = [m for m in per_task if m in seen]
+        if listed and (len(homes) > 1 or len(listed) != len(per_task)):
+            bad(
+                "ensemble.groups",
+                "the per-task models (mask, gender, age) form one member: list all of them in the same group, or none",
+            )

@@ -25,14 +25,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from maskcls import layout
-from maskcls.errors import DataError, ParamsError, ResourceError
+from maskcls.errors import DataError, ResourceError
 from maskcls.imageio import ImageModeWarning, decode_rgb
 from maskcls.io import atomic_path
 from maskcls.params import CacheParams, Params
 from maskcls.paths import Paths
+from maskcls.progress import progress
 
 # Bump when the bytes written for the same inputs change (crop rounding, resize method, array layout).
 FORMAT_VERSION = 1
@@ -180,15 +180,6 @@ def read_index(index_dir: Path, split: str) -> pd.DataFrame:
     return frame
 
 
-def check_params(cache: CacheParams) -> None:
-    ref_h, ref_w = layout.IMAGE_SIZE
-    h, w = cache.crop_size
-    if not (0 < h <= ref_h and 0 < w <= ref_w):
-        raise ParamsError(f"cache.crop_size: {h}x{w} must fit inside the {ref_h}x{ref_w} photo")
-    if not all(0.0 <= c <= 1.0 for c in cache.crop_center):
-        raise ParamsError(f"cache.crop_center: {list(cache.crop_center)} must be fractions of the photo (0..1)")
-
-
 def cache_params_dict(cache: CacheParams) -> dict:
     return {
         "height": cache.height,
@@ -233,18 +224,16 @@ def build_split(
     digests: list[str] = []
     converted: list[str] = []
     fallbacks = odd = 0
-    with tqdm(total=len(files), desc=desc, unit="img", file=sys.stderr, disable=None) as bar:
-        for rows in _chunks(len(files), CHUNK):
-            # map keeps input order: results land at their own row whatever thread finishes first.
-            results = pool.map(lambda path: process(path, cache, face), [files[i] for i in rows])
-            for i, result in zip(rows, results, strict=True):
-                array[i] = result.image
-                digests.append(result.digest)
-                fallbacks += result.fell_back
-                odd += result.odd_size
-                if result.converted:
-                    converted.append(f"{files[i]}: {result.converted}")
-            bar.update(len(rows))
+    for rows in progress(list(_chunks(len(files), CHUNK)), desc, size=len):
+        # map keeps input order: results land at their own row whatever thread finishes first.
+        results = pool.map(lambda path: process(path, cache, face), [files[i] for i in rows])
+        for i, result in zip(rows, results, strict=True):
+            array[i] = result.image
+            digests.append(result.digest)
+            fallbacks += result.fell_back
+            odd += result.odd_size
+            if result.converted:
+                converted.append(f"{files[i]}: {result.converted}")
     array.flush()
     del array
     if converted:
@@ -257,7 +246,6 @@ def run(params: Params, root: Path = Path("."), threads: int | None = None) -> d
     """Build data/cache from the index; returns what meta.json says."""
     paths = Paths(root)
     cache = params.cache
-    check_params(cache)
     raw = raw_dir(params, root)
     files = {split: [raw / f for f in read_index(paths.index_dir, split)["file"]] for split in SPLITS}
     face = haar_detector() if cache.crop == "face" else None

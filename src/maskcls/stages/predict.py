@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
 from maskcls import io
 from maskcls.params import Params
 from maskcls.paths import Paths
+from maskcls.progress import progress
 from maskcls.repro import cpu_threads
 from maskcls.stages.cache import open_cache
 from maskcls.stages.split import read_folds
@@ -53,7 +53,8 @@ def predict_arrays(
     """Average per-task and 18-class probabilities over TTA views; optionally pooled backbone features."""
     net.eval().to(device)
     chunks: dict[str, list[np.ndarray]] = {}
-    for start in tqdm(range(0, len(rows), batch_size), desc=desc, unit="batch", leave=False):
+    starts = range(0, len(rows), batch_size)
+    for start in progress(starts, desc, size=lambda start: len(rows[start : start + batch_size])):
         batch = torch.from_numpy(np.ascontiguousarray(images[rows[start : start + batch_size]]))
         x = normalize(batch.permute(0, 3, 1, 2).to(device), data_config)
         summed: dict[str, torch.Tensor] = {}

@@ -14,8 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from maskcls import io, layout, overrides
-from maskcls.errors import DataError, ParamsError
-from maskcls.models import check_backbones
+from maskcls.errors import DataError
 from maskcls.params import Params
 from maskcls.paths import Paths
 
@@ -27,7 +26,6 @@ def run(params: Params, root: Path = Path(".")) -> dict[str, pd.DataFrame]:
     """Write data/labels/truth.csv and one <model>.csv per entry of `params.models`; return the tables by name."""
     paths = Paths(root)
     settings = params.relabel_age
-    _check_params(params)
     index = read_index(paths.index_dir / "train.csv")
     fixed = overrides.apply(index, settings.overrides)
 
@@ -66,24 +64,6 @@ def model_table(frame: pd.DataFrame, head: str, old_from: int) -> pd.DataFrame:
     for task in tasks:
         out[task] = layout.age_to_label(frame["age"].to_numpy(), old_from=old_from) if task == "age" else frame[task]
     return out
-
-
-def _check_params(params: Params) -> None:
-    old_from = params.relabel_age.old_from
-    if not layout.YOUNG_BELOW < old_from <= layout.OLD_FROM:
-        raise ParamsError(
-            f"relabel_age.old_from: {old_from} leaves no middle age band or widens it past the "
-            f"competition's; use {layout.YOUNG_BELOW + 1}..{layout.OLD_FROM}"
-        )
-    # relabel_age is the first stage that reads `models` (DVC re-runs it when they change): a backbone typo
-    # stops the pipeline here, not after the cache is built and training starts.
-    check_backbones(params)
-    for name in params.models:
-        if name == TRUTH or not name.strip() or name.startswith(".") or "/" in name or "\\" in name:
-            raise ParamsError(
-                f"models.{name}: the name becomes data/labels/{name}.csv; rename the model "
-                f"(letters, digits, - and _; not '{TRUTH}')"
-            )
 
 
 def _report(before: pd.DataFrame, after: pd.DataFrame, mode: str, old_from: int) -> None:

@@ -50,18 +50,19 @@ import pandas as pd
 import torch
 from timm.utils import ModelEmaV3
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
-from maskcls import io, layout, metrics
+from maskcls import curves, io, layout, metrics
 from maskcls.data import build_eval_loader, build_train_loader
 from maskcls.errors import DataError, MaskclsError, ResourceError
 from maskcls.layout import HEAD_OUTPUTS
 from maskcls.losses import build_loss
 from maskcls.models import MaskModel, build_model, check_backbone, model_from_checkpoint
 from maskcls.optim import Schedule, build_optimizer, build_scheduler
-from maskcls.params import ALL_TASK_HEADS, LossSpec, ModelSpec, Params, digest, to_dict
+from maskcls.params import ALL_TASK_HEADS, SHARED_TRAIN_KEYS, LossSpec, ModelSpec, Params, digest, to_dict
 from maskcls.paths import Paths
+from maskcls.progress import progress
 from maskcls.repro import cpu_threads, derive_seed, seed_everything, set_deterministic
+from maskcls.rerun import user_command
 from maskcls.stages.cache import open_cache
 from maskcls.transforms import normalize
 
@@ -147,7 +148,7 @@ def load_fold(paths: Paths, model: str, head: str, fold: int, image_size: tuple[
 def build_losses(spec: ModelSpec, targets: dict[str, np.ndarray], device: torch.device) -> dict:
     losses = {}
     for key, y in targets.items():
-        n = metrics.NUM_LABELS[key]
+        n = layout.NUM_LABELS[key]
         counts = np.bincount(y, minlength=n)  # for weighted_ce's inverse-frequency weights
         losses[key] = build_loss(spec.losses.get(key, LossSpec()), n, counts).to(device)
     return losses
@@ -202,7 +203,7 @@ def train_one_epoch(net, loader, losses, weights, optimizer, scheduler, scaler, 
     net.train()
     sums = dict.fromkeys(["loss", *weights], 0.0)
     seen = 0
-    for images, targets in tqdm(loader, desc=desc, unit="batch", leave=False, disable=None):
+    for images, targets in progress(loader, desc, size=lambda batch: len(batch[0])):
         x = rt.inputs(images, data_config)
         with rt.autocast():
             out = net(x)
@@ -277,6 +278,23 @@ def file_md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
 
 
+def declared_params(params: Params, model: str) -> dict:
+    """The params a train stage declares in dvc.yaml (seed, models.<model>, aug, its resolved train settings, repro):
+    exactly what its outputs depend on, so another experiment that reuses them finds a truthful digest."""
+    train = {k: v for k, v in to_dict(params.train).items() if k not in SHARED_TRAIN_KEYS}
+    return {
+        "seed": params.seed,
+        "model": to_dict(params.model(model)),
+        "aug": to_dict(params.aug),
+        "train": train,
+        "repro": to_dict(params.repro),  # portable or native CPU kernels make other bytes
+    }
+
+
+def declared_digest(params: Params, model: str) -> str:
+    return digest(declared_params(params, model))
+
+
 def fingerprint(params: Params, paths: Paths, model: str, fold: int) -> dict[str, str]:
     """What a checkpoint was trained from; any change makes it stale."""
     files = {
@@ -285,7 +303,7 @@ def fingerprint(params: Params, paths: Paths, model: str, fold: int) -> dict[str
         "folds": paths.folds,
         "cache": paths.cache_dir / "meta.json",
     }
-    return {"params": digest(params), "model": model, "fold": str(fold)} | {
+    return {"params": declared_digest(params, model), "model": model, "fold": str(fold)} | {
         name: file_md5(path) for name, path in files.items()
     }
 
@@ -473,16 +491,22 @@ def epoch_record(epoch: int, train_losses: dict, val_losses: dict, scores: dict,
     return record
 
 
-def summary_line(name: str, epochs: int, record: dict, select: str, best: bool, seconds: float) -> str:
+def summary_line(
+    name: str, epochs: int, record: dict, select: str, best: bool, seconds: float, warmup_epochs: int = 0
+) -> str:
+    """One line per epoch. `lr` is the epoch's starting rate; during warm-up it climbs from near zero, so say so."""
     heads = " ".join(f"{key} {record[f'val/{key}/f1']:.3f}" for key in metrics.KEYS if f"val/{key}/f1" in record)
+    warming = f" (warm-up {record['epoch']}/{warmup_epochs})" if record["epoch"] <= warmup_epochs else ""
     return (
         f"{name} epoch {record['epoch']}/{epochs}: loss {record['train/loss/total']:.4f} | val F1 {heads} "
-        f"| {select} acc {record[f'val/{select}/accuracy']:.3f} | lr {record['lr']:.2e} | {seconds:.0f}s"
+        f"| {select} acc {record[f'val/{select}/accuracy']:.3f} | lr {record['lr']:.2e}{warming} | {seconds:.0f}s"
         + (" | best" if best else "")
     )
 
 
-def write_outputs(model_dir: Path, spec: ModelSpec, data_config: dict, params: Params, state: State, select: str):
+def write_outputs(
+    model_dir: Path, model: str, spec: ModelSpec, data_config: dict, params: Params, state: State, select: str
+):
     """model.pt and metrics.json, renamed into place together: a killed run leaves no complete-looking dir."""
     scores = state.best_scores
     result = {
@@ -492,13 +516,13 @@ def write_outputs(model_dir: Path, spec: ModelSpec, data_config: dict, params: P
         "f1": scores[select]["f1"],
         "accuracy": scores[select]["accuracy"],
         "heads": scores,
-        "params_digest": digest(params),
+        "params_digest": declared_digest(params, model),
     }
     checkpoint = {
         "state_dict": state.best_weights,
         "spec": to_dict(spec),
         "data_config": dict(data_config),
-        "params_digest": digest(params),
+        "params_digest": result["params_digest"],
     }
     with io.atomic_path(model_dir) as tmp:
         tmp.mkdir(parents=True)
@@ -539,6 +563,7 @@ def run(
     `on_epoch_end(epoch)` is called after each epoch's checkpoint (epoch counts from 1); tests use it to
     interrupt a run.
     """
+    params = params.for_model(model)  # from here on, `params.train` is this model's own resolved settings
     with cpu_threads(params.train.threads):
         return _run(params, model, fold, Paths(Path(root)), on_epoch_end)
 
@@ -570,18 +595,22 @@ def _run(params: Params, model: str, fold: int, paths: Paths, on_epoch_end: Call
             started = time.monotonic()
             record, improved = run_epoch(job, state)
             log_epoch(live, record)
-            print(summary_line(job.name, tp.epochs, record, job.select, improved, time.monotonic() - started))
+            seconds = time.monotonic() - started
+            print(summary_line(job.name, tp.epochs, record, job.select, improved, seconds, tp.warmup_epochs))
             if tp.checkpoint_every > 0 and (state.epoch % tp.checkpoint_every == 0 or should_stop(tp, state)):
                 save_checkpoint(ckpt_path, fp, job, state)
             if on_epoch_end is not None:
                 on_epoch_end(state.epoch)
 
-    result = write_outputs(paths.model_dir(model, fold), spec, job.net.data_config, params, state, job.select)
+    result = write_outputs(paths.model_dir(model, fold), model, spec, job.net.data_config, params, state, job.select)
+    # class ids as names (`03 wear/female/<30`): the plot sorts labels as text, the zero-padded id keeps them in order
+    named = (lambda labels: [layout.class_name(c) for c in labels]) if job.select == "class18" else list
     live.log_sklearn_plot(
-        "confusion_matrix", state.best_truth, state.best_pred, name="confusion_matrix",
+        "confusion_matrix", named(state.best_truth), named(state.best_pred), name="confusion_matrix",
         title=f"{job.select} confusion, best epoch {state.best_epoch}",
     )  # fmt: skip
     live.summary["best"] = {"epoch": state.best_epoch, job.select: state.best_scores[job.select]}
+    curves.write(paths.live_dir(model, fold), state.history)
     live.end()
     shutil.rmtree(paths.checkpoint_dir(model, fold), ignore_errors=True)  # done: a rerun must start afresh
     print(f"train: {job.name}: best epoch {state.best_epoch}, val {job.select} F1 {result['f1']:.4f}")
@@ -595,7 +624,7 @@ def resume_hint(name: str, ckpt_path: Path):
         yield
     except KeyboardInterrupt:
         if ckpt_path.exists():
-            hint = f"run it again (`dvc repro`) to resume from {ckpt_path}"
+            hint = f"run `{user_command()}` again to resume from {ckpt_path}"
         else:
             hint = "no epoch was checkpointed, a rerun starts afresh"
         print(f"train: {name}: interrupted, no model written; {hint}", file=sys.stderr)

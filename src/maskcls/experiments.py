@@ -1,0 +1,29 @@
+"""Keeping an experiment: apply it to the workspace and stage exactly the files that belong in git.
+
+`git add -A` after `dvc exp apply` sweeps in whatever lies around: `dvc_plots/` pages, DVCLive folders of
+models that are no longer trained. What belongs in git is params.yaml, dvc.lock and each output that dvc.yaml
+keeps out of DVC's cache (`cache: false`: metrics and plot files), for the stages dvc.yaml defines now.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from maskcls.ledger import dvc, git
+
+
+def git_files(root: Path = Path(".")) -> list[str]:
+    """params.yaml, dvc.lock and the uncached outputs of the current pipeline, as paths relative to `root`."""
+    from dvc.repo import Repo  # here: DVC's import costs a second, and only this command needs it
+
+    with Repo(str(root)) as repo:
+        uncached = sorted({out.def_path for out in repo.index.outs if not out.use_cache})
+    return ["params.yaml", "dvc.lock", *(p for p in uncached if (Path(root) / p).exists())]
+
+
+def keep(name: str, root: Path = Path(".")) -> list[str]:
+    """`dvc exp apply NAME`, then `git add` of exactly what belongs in git; returns the staged paths."""
+    dvc(root, "exp", "apply", name)
+    files = git_files(root)
+    git(root, "add", "--", *files)
+    return files
