@@ -174,24 +174,6 @@ def test_reproduce_from_scratch_recomputes_every_stage_and_matches(recorded):
     assert "matches" in out
 
 
-def test_a_tampered_row_is_reported_as_not_matching(recorded):
-    root, _ = recorded
-    path = root / ledger.LEDGER
-    original = path.read_text()
-    frame = pd.read_csv(path, dtype=str)
-    frame.loc[frame["id"] == "1", "submission_md5"] = "0" * 32
-    frame.to_csv(path, index=False)
-    try:
-        result = lb(root, "reproduce", "1")
-    finally:
-        path.write_text(original)
-    assert result.returncode == 1
-    assert "does NOT match" in result.stderr
-    # Same machine: the environment is ruled out, and said so.
-    assert "environment: matches the recorded one" in result.stderr
-    assert "comes from elsewhere" in result.stderr
-
-
 def tamper(root: Path, changes: dict[str, str], drop_env: bool = False) -> str:
     """Change row 1 (and, with drop_env, remove the fingerprint columns as an old ledger lacks them)."""
     path = root / ledger.LEDGER
@@ -203,6 +185,21 @@ def tamper(root: Path, changes: dict[str, str], drop_env: bool = False) -> str:
         frame = frame.drop(columns=ledger.ENV_COLUMNS)
     frame.to_csv(path, index=False)
     return original
+
+
+def test_a_tampered_row_is_reported_as_not_matching(recorded):
+    root, _ = recorded
+    path = root / ledger.LEDGER
+    original = tamper(root, {"submission_md5": "0" * 32})
+    try:
+        result = lb(root, "reproduce", "1")
+    finally:
+        path.write_text(original)
+    assert result.returncode == 1
+    assert "does NOT match" in result.stderr
+    # Same machine: the environment is ruled out, and said so.
+    assert "environment: matches the recorded one" in result.stderr
+    assert "comes from elsewhere" in result.stderr
 
 
 def test_a_mismatch_from_another_machine_names_the_part_and_the_remedy(recorded):
