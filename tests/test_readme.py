@@ -71,5 +71,12 @@ def test_every_readme_experiment_command_runs_on_the_default_params(tmp_path):
             status = wait_for_queue(root)
             assert "Failed" not in status, status
         assert "ERROR" not in out, f"{command}:\n{out}"
+        if args[:3] == ["dvc", "exp", "show"] and "--drop" in args:  # the comparison view
+            header = dvc(root, *args[1:], "--md").splitlines()[0]
+            columns = [c.strip() for c in header.strip("|").split("|")]
+            # (oof_f1_fold_std is left out here: with one fold it never varies, and --only-changed drops it)
+            assert {"oof_f1", "oof_f1_fold_mean", "oof_age_f1", "holdout_f1"} <= set(columns)
+            assert not [c for c in columns if c.startswith(("src/", "data/")) or c.endswith("_acc")], columns
+            assert len(columns) == len(set(columns)) <= 25, columns
     shown = dvc(root, "exp", "show", "-A", "--json")
     assert shown.count('"oof_f1"') >= 5  # the experiments above, each with its score
