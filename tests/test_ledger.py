@@ -4,6 +4,7 @@ One copy per module: `dvc repro` once, results committed, then rows recorded fro
 experiment. Tests read the rows in file order; the tampering test restores what it changes.
 """
 
+import contextlib
 import hashlib
 import json
 import re
@@ -174,27 +175,28 @@ def test_reproduce_from_scratch_recomputes_every_stage_and_matches(recorded):
     assert "matches" in out
 
 
-def tamper(root: Path, changes: dict[str, str], drop_env: bool = False) -> str:
-    """Change row 1 (and, with drop_env, remove the fingerprint columns as an old ledger lacks them)."""
+@contextlib.contextmanager
+def tampered(root: Path, changes: dict[str, str], drop_env: bool = False):
+    """Row 1 changed (and, with drop_env, the fingerprint columns removed as an old ledger lacks them) inside the
+    block; the ledger file is restored after it."""
     path = root / ledger.LEDGER
     original = path.read_text()
-    frame = pd.read_csv(path, dtype=str)
-    for column, value in changes.items():
-        frame.loc[frame["id"] == "1", column] = value
-    if drop_env:
-        frame = frame.drop(columns=ledger.ENV_COLUMNS)
-    frame.to_csv(path, index=False)
-    return original
+    try:
+        frame = pd.read_csv(path, dtype=str)
+        for column, value in changes.items():
+            frame.loc[frame["id"] == "1", column] = value
+        if drop_env:
+            frame = frame.drop(columns=ledger.ENV_COLUMNS)
+        frame.to_csv(path, index=False)
+        yield
+    finally:
+        path.write_text(original)
 
 
 def test_a_tampered_row_is_reported_as_not_matching(recorded):
     root, _ = recorded
-    path = root / ledger.LEDGER
-    original = tamper(root, {"submission_md5": "0" * 32})
-    try:
+    with tampered(root, {"submission_md5": "0" * 32}):
         result = lb(root, "reproduce", "1")
-    finally:
-        path.write_text(original)
     assert result.returncode == 1
     assert "does NOT match" in result.stderr
     # Same machine: the environment is ruled out, and said so.
@@ -204,14 +206,9 @@ def test_a_tampered_row_is_reported_as_not_matching(recorded):
 
 def test_a_mismatch_from_another_machine_names_the_part_and_the_remedy(recorded):
     root, _ = recorded
-    path = root / ledger.LEDGER
-    original = tamper(
-        root, {"submission_md5": "0" * 32, "env_cpu_mode": "native:AVX512", "env_cpu": "AMD EPYC 9654 96-Core"}
-    )
-    try:
+    other_machine = {"env_cpu_mode": "native:AVX512", "env_cpu": "AMD EPYC 9654 96-Core"}
+    with tampered(root, {"submission_md5": "0" * 32, **other_machine}):
         result = lb(root, "reproduce", "1")
-    finally:
-        path.write_text(original)
     assert result.returncode == 1
     assert "environment differs from the recorded one in: cpu_mode, cpu" in result.stderr
     assert "AMD EPYC 9654 96-Core" in result.stderr and "repro.portable: true" in result.stderr
@@ -219,17 +216,13 @@ def test_a_mismatch_from_another_machine_names_the_part_and_the_remedy(recorded)
 
 def test_a_row_recorded_before_fingerprints_still_loads_and_reproduces(recorded):
     root, _ = recorded
-    path = root / ledger.LEDGER
-    original = tamper(root, {}, drop_env=True)
-    try:
+    with tampered(root, {}, drop_env=True):
         table = rows(root)
         assert table[ledger.ENV_COLUMNS].isna().all().all()
         assert ledger.recorded_environment(table.loc[1]) is None
         assert "matches" in ok(lb(root, "reproduce", "1"))
-        tamper(root, {"submission_md5": "0" * 32})
-        result = lb(root, "reproduce", "1")
-    finally:
-        path.write_text(original)
+        with tampered(root, {"submission_md5": "0" * 32}):
+            result = lb(root, "reproduce", "1")
     assert result.returncode == 1
     assert "predates environment fingerprints" in result.stderr
 
