@@ -38,9 +38,9 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
-from maskcls import dataset, io, layout  # noqa: E402
+from maskcls import artifacts, io, layout, scan  # noqa: E402
 from maskcls import params as params_mod  # noqa: E402
-from maskcls.data import build_train_loader, loader_seed  # noqa: E402
+from maskcls.dataset import build_train_loader, loader_seed  # noqa: E402
 from maskcls.params import MinorityParams, Params  # noqa: E402
 from maskcls.paths import Paths  # noqa: E402
 from maskcls.repro import derive_seed, generator  # noqa: E402
@@ -101,8 +101,7 @@ def prepare(work: Path, people: int, params: Params) -> tuple[Params, dict]:
     raw = work / "data" / "sample"
     synth.run(raw, people=people, eval_people=max(1, people // 10), seed=0)
     index = Paths(work).index_dir
-    io.write_csv(index / "train.csv", dataset.load_train(raw))
-    io.write_csv(index / "eval.csv", dataset.load_eval(raw))
+    artifacts.write_index(index, scan.load_train(raw), scan.load_eval(raw))
     params = dataclasses.replace(params, data=dataclasses.replace(params.data, raw_dir=str(raw)))
     start = time.perf_counter()
     meta = cache.run(params, root=work)
@@ -226,7 +225,7 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="maskcls-bench-") as tmp:
         work = Path(tmp)
         params, cache_build = prepare(work, args.people, params)
-        index = dataset.load_train(Path(params.data.raw_dir))
+        index = scan.load_train(Path(params.data.raw_dir))
         rows = index["row"].to_numpy()
         targets = {
             "mask": index["mask"].to_numpy(),
@@ -234,7 +233,7 @@ def main(argv: list[str] | None = None) -> dict:
             "age": layout.age_to_label(index["age"].to_numpy()),
         }
         files = [Path(params.data.raw_dir) / f for f in index["file"]]
-        images = cache.open_cache(Paths(work).cache_dir, "train", expected_rows=len(rows))
+        images = artifacts.open_cache(Paths(work).cache_dir, "train", expected_rows=len(rows))
 
         def make(kind: str, epoch: int) -> DataLoader:
             if kind == "cached":

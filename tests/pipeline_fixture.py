@@ -11,47 +11,32 @@ import shutil
 import warnings
 from pathlib import Path
 
+import tiny
 from maskcls.params import Params, from_dict
 from maskcls.paths import Paths
 
-PEOPLE = 40
+PEOPLE, HEIGHT, WIDTH = tiny.PEOPLE, tiny.HEIGHT, tiny.WIDTH
 EVAL_PEOPLE = 3
-HEIGHT, WIDTH = 32, 24
 HEADS = ("single", "fused", "multihead", "sequential", "mask", "gender", "age")
 _templates: dict[Path, Path] = {}
 
 
+# Laid over tiny.OVERLAY: the parameter defaults (not params.yaml) with a seed of its own, 3 eval people, a
+# constant learning rate, no minority resampling, the CPU.
+FIXTURE = {
+    "seed": 7,
+    "data": {"raw_dir": "data/sample"},
+    "synth": {"eval_people": EVAL_PEOPLE},
+    "train": {"lr": 3e-3, "scheduler": "none", "minority": {"mode": "none"}, "device": "cpu"},
+}
+
+
 def tiny_params(models: dict | None = None, **train) -> Params:
     """Params of the tiny pipeline; `train` overrides keys of the train section, `models` whole model specs."""
-    specs = {head: {"head": head, "backbone": "test_efficientnet", "pretrained": "none"} for head in HEADS}
+    specs = {head: tiny.model(head) for head in HEADS}
     specs |= models or {}
-    return from_dict(
-        {
-            "seed": 7,
-            "data": {"raw_dir": "data/sample"},
-            "synth": {"people": PEOPLE, "eval_people": EVAL_PEOPLE, "seed": 0},
-            # holdout: a k-fold split needs n_folds people in every gender x age stratum, which 40 people lack
-            "split": {"method": "holdout", "holdout_ratio": 0.3},
-            "cache": {"height": HEIGHT, "width": WIDTH},
-            "models": specs,
-            "aug": {"train": [{"name": "HorizontalFlip", "p": 0.5}]},
-            "train": {
-                "models": list(specs),
-                "folds": [0],
-                "epochs": 1,
-                "batch_size": 16,
-                "lr": 3e-3,
-                "scheduler": "none",
-                "warmup_epochs": 0,
-                "minority": {"mode": "none"},
-                "num_workers": 0,
-                "threads": 1,  # as conftest sets: the test workers share two cores
-                "device": "cpu",
-                **train,
-            },
-        },
-        source="tiny_params",
-    )
+    data = tiny.merged(tiny.merged(tiny.OVERLAY, FIXTURE), {"models": specs, "train": {"models": list(specs), **train}})
+    return from_dict(data, source="tiny_params")
 
 
 def build(root: Path) -> Path:

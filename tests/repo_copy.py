@@ -12,30 +12,26 @@ import subprocess
 import sys
 from pathlib import Path
 
+import tiny
 from maskcls import params
 
 REPO = Path(__file__).resolve().parents[1]
 
-TINY = {
-    "synth": {"people": 40, "eval_people": 8, "seed": 0},
-    "split": {"method": "holdout", "holdout_ratio": 0.3},
-    "cache": {"height": 32, "width": 24},
-    "models": {
-        "mh": {"head": "multihead", "backbone": "test_efficientnet", "pretrained": "none"},
-        "mk": {"head": "mask", "backbone": "test_efficientnet", "pretrained": "none"},
-    },
-    "aug": {"train": [{"name": "HorizontalFlip", "p": 0.5}], "minority": []},
-    "train": {
-        "models": ["mh", "mk"],
-        "folds": [0],
-        "epochs": 1,
-        "warmup_epochs": 0,
-        "batch_size": 16,
-        "num_workers": 0,
-        "threads": 1,  # test workers share two cores: more threads per run only thrash
-    },
-    "predict": {"batch_size": 64},
+# Laid over tiny.OVERLAY: params.yaml's models give way to two tiny ones, 8 eval people; the rest of params.yaml
+# (learning rate, scheduler, minority resampling, device) stays as it is.
+REPO_TINY = {
+    "synth": {"eval_people": 8},
+    "models": {"mh": tiny.model("multihead"), "mk": tiny.model("mask")},
+    "train": {"models": ["mh", "mk"]},
 }
+
+
+def shrunk(data: dict, overrides: dict | None = None) -> dict:
+    """params.yaml `data` with tiny.OVERLAY, REPO_TINY and `overrides` laid over it; `models` is replaced whole."""
+    for layer in (tiny.OVERLAY, REPO_TINY, overrides or {}):
+        data = tiny.merged(data, layer, whole=("models",))
+    return data
+
 
 # Commits made by the tests, without relying on the machine's git identity.
 GIT_USER = ("-c", "user.name=t", "-c", "user.email=t@t")
@@ -60,19 +56,14 @@ def git(cwd, *args, check=True):
 def copy_repo(dest: Path, overrides: dict | None = None) -> Path:
     """The tracked files of this checkout, as a fresh git repository (what a clone would hold).
 
-    params.yaml is shrunk to TINY; `overrides` (section -> keys) is merged on top of that.
+    params.yaml is shrunk by `shrunk`; `overrides` (section -> keys) is merged on top of that.
     """
     files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
     for rel in filter(None, files.decode().split("\0")):
         if (REPO / rel).is_file():
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / rel, dest / rel)
-    base = params.read_yaml(dest / "params.yaml")
-    for layer in (TINY, overrides or {}):
-        for key, value in layer.items():
-            merge = isinstance(value, dict) and key != "models"
-            base[key] = {**base.get(key, {}), **value} if merge else value
-    params.dump(base, dest / "params.yaml")
+    params.dump(shrunk(params.read_yaml(dest / "params.yaml"), overrides), dest / "params.yaml")
     sh(dest, "git", "init", "-q")
     git(dest, "add", "-A")
     git(dest, "commit", "-qm", "tiny")

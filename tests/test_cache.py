@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from maskcls import artifacts
 from maskcls.errors import DataError, ResourceError
 from maskcls.params import CacheParams, Params
 from maskcls.paths import Paths
@@ -119,8 +120,8 @@ def test_cache_matches_decoding_by_hand(root):
     params = params_with()
     meta = stage.run(params, root=root, threads=2)
     cache_dir = Paths(root).cache_dir
-    train = stage.open_cache(cache_dir, "train", expected_rows=5, expected_size=(16, 12))
-    evals = stage.open_cache(cache_dir, "eval", expected_rows=2)
+    train = artifacts.open_cache(cache_dir, "train", expected_rows=5, expected_size=(16, 12))
+    evals = artifacts.open_cache(cache_dir, "eval", expected_rows=2)
     assert train.shape == (5, 16, 12, 3) and train.dtype == np.uint8 and evals.shape == (2, 16, 12, 3)
     files = pd.read_csv(Paths(root).index_dir / "train.csv")["file"]
     raw = root / "data" / "sample"
@@ -136,7 +137,7 @@ def test_crop_none_is_the_whole_photo(root):
     stage.run(params, root=root, threads=1)
     image = np.asarray(Image.open(root / "data/sample/eval/images/aa.jpg"))
     expected = cv2.resize(image, (12, 16), interpolation=cv2.INTER_AREA)
-    np.testing.assert_array_equal(stage.open_cache(Paths(root).cache_dir, "eval")[0], expected)
+    np.testing.assert_array_equal(artifacts.open_cache(Paths(root).cache_dir, "eval")[0], expected)
 
 
 def test_face_crop_counts_fallbacks(root, monkeypatch):
@@ -178,15 +179,15 @@ def test_failed_cache_leaves_no_directory(root):
 def test_open_cache_detects_mismatch(root):
     cache_dir = Paths(root).cache_dir
     with pytest.raises(DataError, match="maskcls cache"):
-        stage.open_cache(cache_dir, "train")  # not built yet
+        artifacts.open_cache(cache_dir, "train")  # not built yet
     stage.run(params_with(), root=root)
     with pytest.raises(DataError, match="6 rows"):
-        stage.open_cache(cache_dir, "train", expected_rows=6)
+        artifacts.open_cache(cache_dir, "train", expected_rows=6)
     with pytest.raises(DataError, match="128x96"):
-        stage.open_cache(cache_dir, "train", expected_size=(128, 96))
+        artifacts.open_cache(cache_dir, "train", expected_size=(128, 96))
     np.save(cache_dir / "eval.npy", np.zeros((3, 16, 12, 3), np.uint8))  # an array from another index
     with pytest.raises(DataError, match="stale"):
-        stage.open_cache(cache_dir, "eval")
+        artifacts.open_cache(cache_dir, "eval")
 
 
 def test_missing_index_says_what_to_run(tmp_path):

@@ -80,6 +80,8 @@ def test_valid_params_write_a_constant_marker(tmp_path):
         ("aug", {"minority": [{"name": "CLAHE", "clip_limitt": 2}]}, "aug.minority[0]"),
         ("relabel_age", {"old_from": 61}, "relabel_age.old_from"),
         ("cache", {"crop_size": [600, 336]}, "cache.crop_size"),
+        ("train", {"optimizer": "lamb"}, "train.optimizer: 'lamb' is not one of"),
+        ("relabel_age", {"overrides": "some"}, "relabel_age.overrides: 'some' is not one of"),
     ],
 )
 def test_what_only_the_libraries_can_tell_is_checked_here_too(tmp_path, section, value, words):

@@ -1,142 +1,161 @@
-"""The index tables: their format, and the real data's quirks (string ids, junk files, mixed extensions)."""
+import dataclasses
+import pickle
+from collections import Counter
 
-import shutil
-
-import pandas as pd
+import numpy as np
 import pytest
-from PIL import Image
+import torch
 
-import rawsample
-from maskcls import dataset, layout
-from maskcls.errors import DataError
+from maskcls.dataset import (
+    CachedDataset,
+    balanced_sample_weights,
+    build_eval_loader,
+    build_train_loader,
+    resample_minority,
+)
+from maskcls.params import AugParams, AugSpec, MinorityParams, Params, TrainParams
 
-# The sample has the real data's one id on two folders; the tests that are about it catch the warning.
-pytestmark = pytest.mark.filterwarnings("ignore::maskcls.dataset.DataWarning")
+N = 40
+MINORITY = np.arange(N) % 10 == 3  # rows 3, 13, 23, 33 are "old"
 
 
 @pytest.fixture
-def raw(tmp_path, tmp_path_factory):
-    return rawsample.copy(tmp_path_factory, tmp_path / "raw")
+def images(rng):
+    return rng.integers(0, 256, (N, 16, 12, 3), dtype=np.uint8)
 
 
-def test_train_index_format(raw):
-    frame = dataset.load_train(raw)
-    csv = rawsample.read_train(raw)
-    assert list(frame.columns) == dataset.TRAIN_INDEX_COLUMNS
-    assert len(frame) == 7 * len(csv)
-    assert frame["row"].tolist() == list(range(len(frame)))
-    # Sorted by folder, then the stem order of layout.STEMS, so the row number is a stable key.
-    assert frame["folder"].tolist() == sorted(frame["folder"])
-    for _, group in frame.groupby("folder"):
-        assert tuple(group["stem"]) == layout.STEMS
-    for _, row in frame.iterrows():
-        assert (raw / row["file"]).is_file()
-        assert row["file"].startswith(f"{layout.TRAIN_IMAGES}/{row['folder']}/{row['stem']}.")
-        assert row["mask"] == layout.STEM_TO_MASK[row["stem"]]
-    by_folder = csv.set_index("path")
-    base_id = frame["person"].str.split("#").str[0]
-    assert (base_id == by_folder.loc[frame["folder"], "id"].to_numpy()).all()
-    assert (frame["gender"] == by_folder.loc[frame["folder"], "gender"].map(layout.GENDER_TO_LABEL).to_numpy()).all()
-    assert (frame["age"] == by_folder.loc[frame["folder"], "age"].astype(int).to_numpy()).all()
+@pytest.fixture
+def targets():
+    return {"age": np.where(MINORITY, 2, 0), "gender": np.arange(N) % 2}
 
 
-def test_eval_index_in_info_order(raw):
-    frame = dataset.load_eval(raw)
-    info = rawsample.read_info(raw)
-    assert list(frame.columns) == dataset.EVAL_INDEX_COLUMNS
-    assert frame["ImageID"].tolist() == info["ImageID"].tolist()
-    assert frame["row"].tolist() == list(range(len(info)))
-    assert frame["file"].tolist() == [f"{layout.EVAL_IMAGES}/{i}" for i in info["ImageID"]]
+def make_params(**train):
+    aug = AugParams(
+        train=[AugSpec("HorizontalFlip"), AugSpec("RandomBrightnessContrast", {"p": 0.8})],
+        minority=[AugSpec("Affine", {"rotate": [-20, 20], "p": 1.0})],
+    )
+    train.setdefault("batch_size", 8)
+    train.setdefault("num_workers", 0)
+    return Params(aug=aug, train=dataclasses.replace(TrainParams(), **train))
 
 
-def test_order_does_not_depend_on_csv_order(raw):
-    before = dataset.load_train(raw)
-    csv = rawsample.read_train(raw)
-    rawsample.write_train(raw, csv.iloc[::-1])
-    pd.testing.assert_frame_equal(dataset.load_train(raw), before)
+class Marker:
+    """A deterministic stand-in for an albumentations Compose: writes `value` into one channel."""
+
+    def __init__(self, channel, value):
+        self.channel, self.value = channel, value
+
+    def __call__(self, image):
+        image = image.copy()
+        image[..., self.channel] = self.value
+        return {"image": image}
+
+    def set_random_seed(self, seed):
+        pass
 
 
-def _rename_person(raw, folder, new_id):
-    """Give the person in `folder` a new csv id (and the folder name that goes with it)."""
-    csv = rawsample.read_train(raw)
-    i = csv.index[csv["path"] == folder.name][0]
-    new_folder = layout.person_folder(new_id, csv.at[i, "gender"], csv.at[i, "age"], csv.at[i, "race"])
-    folder.rename(folder.parent / new_folder)
-    csv.loc[i, ["id", "path"]] = [new_id, new_folder]
-    rawsample.write_train(raw, csv)
-    return new_folder
+def test_resample_copies_get_the_minority_augment_on_top(images, targets):
+    minority = MinorityParams(mode="resample", task="age", label=2, factor=3)
+    rows, tgts, is_copy = resample_minority(np.arange(N), targets, minority)
+    counts = Counter(rows.tolist())
+    assert all(counts[r] == (4 if MINORITY[r] else 1) for r in range(N))
+    assert is_copy.sum() == 3 * MINORITY.sum() and not is_copy[:N].any()
+    assert (tgts["age"][is_copy] == 2).all() and len(tgts["gender"]) == len(rows)
+
+    ds = CachedDataset(images, rows, tgts, augment=Marker(1, 7), minority_augment=Marker(2, 9), minority_mask=is_copy)
+    for i in range(len(ds)):
+        x, y = ds[i]
+        assert x.dtype == torch.uint8 and x.shape == (3, 16, 12)
+        assert (x[1] == 7).all()  # every sample gets the train augment
+        assert (x[2] == 9).all() == bool(is_copy[i])  # only copies get the minority one
+        assert (x[0] == torch.from_numpy(images[rows[i], :, :, 0])).all()
+        assert y == {"age": int(tgts["age"][i]), "gender": int(tgts["gender"][i])}
 
 
-def test_suffixed_and_zero_padded_ids_stay_strings(raw):
-    first, second = rawsample.folders(raw)[:2]
-    _rename_person(raw, first, "004500-1")
-    _rename_person(raw, second, "000010")
-    frame = dataset.load_train(raw)
-    csv_ids = set(rawsample.read_train(raw)["id"])
-    assert {"004500-1", "000010"} <= set(frame["person"])
-    assert set(frame["person"].str.split("#").str[0]) == csv_ids
-    assert frame["person"].map(type).eq(str).all()
+def test_train_loader_resamples(images, targets):
+    params = make_params(minority=MinorityParams(mode="resample", factor=2))
+    loader = build_train_loader(images, np.arange(N), targets, params, seed=0, epoch=0)
+    assert len(loader.dataset) == N + 2 * MINORITY.sum()
+    assert loader.dataset.minority_augment is not None
 
 
-def test_junk_files_are_skipped(raw):
-    folder = rawsample.folders(raw)[0]
-    before = (dataset.load_train(raw), dataset.load_eval(raw))
-    (folder / "._mask1.jpg").write_bytes(b"\x00\x05\x16\x07 resource fork")
-    (folder / ".DS_Store").write_bytes(b"\x00")
-    (raw / layout.TRAIN_IMAGES / f"._{folder.name}").write_bytes(b"\x00")
-    (raw / layout.EVAL_IMAGES / "._0123abcd.jpg").write_bytes(b"\x00")
-    pd.testing.assert_frame_equal(dataset.load_train(raw), before[0])
-    pd.testing.assert_frame_equal(dataset.load_eval(raw), before[1])
+def test_weighted_sampler_favours_the_minority(images, targets):
+    params = make_params(minority=MinorityParams(mode="weighted"), batch_size=N)
+    weights = balanced_sample_weights(targets["age"])
+    assert weights[MINORITY].sum() == pytest.approx(weights[~MINORITY].sum())
+    ages = torch.cat(
+        [
+            y["age"]
+            for epoch in range(10)
+            for _, y in build_train_loader(images, np.arange(N), targets, params, 0, epoch)
+        ]
+    )
+    assert 0.35 < (ages == 2).float().mean() < 0.65  # ~0.5 drawn, against 0.1 in the data
 
 
-def test_mixed_extensions_in_one_folder(raw):
-    folder = rawsample.folders(raw)[0]
-    for stem, ext in (("mask2", ".PNG"), ("mask3", ".jpeg"), ("normal", ".JPG")):
-        old = rawsample.photo(folder, stem)
-        with Image.open(old) as img:
-            img.convert("RGB").save(folder / f"{stem}{ext}", format="PNG" if ext == ".PNG" else "JPEG")
-        if old.name != f"{stem}{ext}":
-            old.unlink()
-    frame = dataset.load_train(raw).set_index(["folder", "stem"])
-    for stem, ext in (("mask2", ".PNG"), ("mask3", ".jpeg"), ("normal", ".JPG")):
-        assert frame.loc[(folder.name, stem), "file"].endswith(f"/{stem}{ext}")
-    assert len(frame.loc[folder.name]) == 7
+def test_models_without_the_minority_task_train_on_plain_data(images, targets):
+    params = make_params(minority=MinorityParams(mode="resample", task="mask"))  # targets have no mask
+    loader = build_train_loader(images, np.arange(N), targets, params, seed=0, epoch=0)
+    assert len(loader.dataset) == N and not loader.dataset.minority_mask.any()
 
 
-def test_the_samples_doubled_id_is_two_people(raw):
-    # Like the real data, the sample has id 003397 on two folders.
-    with pytest.warns(dataset.DataWarning, match="id 003397: "):
-        frame = dataset.load_train(raw)
-    persons = frame.groupby("folder")["person"].first()
-    first, second = sorted(f for f in persons.index if f.startswith("003397_"))
-    assert (persons[first], persons[second]) == ("003397", "003397#2")
+def batches(loader):
+    return [(x.clone(), {k: v.clone() for k, v in y.items()}) for x, y in loader]
 
 
-def test_one_id_with_two_folders_is_two_people(raw):
-    csv = rawsample.read_train(raw)
-    first = csv.iloc[0]
-    age = str(int(first["age"]) - 1)
-    twin = layout.person_folder(first["id"], first["gender"], age, first["race"])
-    shutil.copytree(raw / layout.TRAIN_IMAGES / first["path"], raw / layout.TRAIN_IMAGES / twin)
-    extra = first.copy()
-    extra["age"], extra["path"] = age, twin
-    rawsample.write_train(raw, pd.concat([csv, extra.to_frame().T], ignore_index=True))
-
-    with pytest.warns(dataset.DataWarning, match=first["id"]):
-        frame = dataset.load_train(raw)
-    persons = frame.groupby("folder")["person"].unique()
-    # Folder-name order decides which folder keeps the plain id.
-    first_folder, second_folder = sorted([first["path"], twin])
-    assert list(persons[first_folder]) == [first["id"]]
-    assert list(persons[second_folder]) == [f"{first['id']}#2"]
-    assert frame.groupby("person")["folder"].nunique().eq(1).all()
-    assert len(frame) == 7 * (len(csv) + 1)
+def assert_same(a, b):
+    assert len(a) == len(b)
+    for (xa, ya), (xb, yb) in zip(a, b, strict=True):
+        assert torch.equal(xa, xb) and ya.keys() == yb.keys() and all(torch.equal(ya[k], yb[k]) for k in ya)
 
 
-def test_load_refuses_broken_folder(raw):
-    rawsample.photo(rawsample.folders(raw)[0], "mask4").unlink()
-    with pytest.raises(DataError, match="mask4"):
-        dataset.load_train(raw)
-    rawsample.eval_images(raw)[0].unlink()
-    with pytest.raises(DataError, match="no image"):
-        dataset.load_eval(raw)
+@pytest.mark.parametrize("workers", [0, 2])
+def test_same_seed_and_epoch_same_batches(images, targets, workers):
+    params = make_params(num_workers=workers, minority=MinorityParams(mode="resample"))
+    rows = np.arange(N)
+    first = batches(build_train_loader(images, rows, targets, params, seed=5, epoch=3))
+    again = batches(build_train_loader(images, rows, targets, params, seed=5, epoch=3))
+    assert_same(first, again)
+    later = batches(build_train_loader(images, rows, targets, params, seed=5, epoch=4))
+    assert not torch.equal(first[0][1]["gender"], later[0][1]["gender"]) or not torch.equal(first[0][0], later[0][0])
+
+
+def test_epochs_shuffle_differently(images, targets):
+    params = make_params()
+    order = [
+        torch.cat(
+            [
+                y["gender"] * 1000 + y["age"]
+                for _, y in build_train_loader(
+                    images, np.arange(N), {"gender": np.arange(N), "age": targets["age"]}, params, 0, e
+                )
+            ]
+        )
+        for e in (0, 1)
+    ]
+    assert not torch.equal(order[0], order[1])
+
+
+def test_workers_do_not_repeat_each_other(rng):
+    same = np.repeat(rng.integers(0, 256, (1, 16, 12, 3), dtype=np.uint8), 16, axis=0)  # 16 identical photos
+    params = dataclasses.replace(
+        make_params(num_workers=2, batch_size=4), aug=AugParams(train=[AugSpec("RandomBrightnessContrast", {"p": 1.0})])
+    )
+    xs = [x for x, _ in build_train_loader(same, np.arange(16), {}, params, seed=0, epoch=0)]
+    assert not torch.equal(xs[0], xs[1])  # batch 0 from worker 0, batch 1 from worker 1
+
+
+def test_eval_loader_keeps_order_and_no_augment(images):
+    rows = np.array([5, 2, 9])
+    ((x, y),) = list(build_eval_loader(images, rows, batch_size=8, num_workers=0))
+    assert torch.equal(x, torch.from_numpy(images[rows]).permute(0, 3, 1, 2)) and y == {}
+
+
+def test_memmap_dataset_pickles_as_a_file_name(tmp_path, images):
+    np.save(tmp_path / "train.npy", images)
+    mm = np.load(tmp_path / "train.npy", mmap_mode="r")
+    ds = CachedDataset(mm, np.arange(N))
+    blob = pickle.dumps(ds)
+    assert len(blob) < images.nbytes / 4
+    back = pickle.loads(blob)
+    assert isinstance(back.images, np.memmap) and torch.equal(back[7][0], ds[7][0])

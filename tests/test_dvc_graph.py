@@ -206,6 +206,26 @@ def missing_code_deps(pipeline: dict, root: Path = REPO) -> dict[str, list[str]]
     return problems
 
 
+def stage_code(stage: dict, commands, root: Path = REPO) -> set[str]:
+    body = stage.get("do", stage)
+    cmds = body["cmd"] if isinstance(body["cmd"], list) else [body["cmd"]]
+    return {p.relative_to(root).as_posix() for cmd in cmds for p in command_code(command_words(cmd, commands))}
+
+
+def extra_code_deps(pipeline: dict, root: Path = REPO) -> dict[str, list[str]]:
+    """stage -> package files among its `deps` that the code it runs never imports: each would re-run the stage
+    for an edit that cannot change its outputs."""
+    commands = cli_commands()
+    extra = {}
+    for name, stage in pipeline["stages"].items():
+        code = stage_code(stage, commands, root)
+        deps = _dep_paths(stage.get("do", stage))
+        listed = [d for d in deps if d.startswith(f"src/{PACKAGE}/") and d.endswith(".py")]
+        if unused := sorted(set(listed) - code):
+            extra[name] = unused
+    return extra
+
+
 def check_deps_cover_code(pipeline: dict, root: Path = REPO) -> None:
     problems = missing_code_deps(pipeline, root)
     assert not problems, "dvc.yaml deps miss code the stage runs (add them to its deps):\n" + "\n".join(
@@ -222,6 +242,16 @@ def pipeline() -> dict:
 
 def test_every_stage_depends_on_all_the_code_it_runs():
     check_deps_cover_code(pipeline())
+
+
+def test_no_stage_depends_on_code_it_does_not_run():
+    assert extra_code_deps(pipeline()) == {}
+
+
+def test_an_unused_code_dep_is_named():
+    broken = copy.deepcopy(pipeline())
+    broken["stages"]["split"]["deps"].append("src/maskcls/models.py")
+    assert extra_code_deps(broken) == {"split": ["src/maskcls/models.py"]}
 
 
 def test_the_check_names_the_stage_and_the_file_whose_dep_is_removed():
@@ -251,9 +281,17 @@ def test_a_folder_dep_covers_the_files_in_it_and_an_unknown_command_is_reported(
 
 
 def test_the_closure_follows_imports_inside_functions_packages_and_resources():
-    # predict imports stages.train inside a function; train imports models; relabel's overrides reads a csv
+    # cli.py imports each stage inside its command's function; predict imports the training package's inference
+    # and runtime modules (so the package's __init__ too), and models; relabel's overrides reads a csv
     predict = {p.relative_to(REPO).as_posix() for p in command_code(("predict",))}
-    assert {"src/maskcls/stages/train.py", "src/maskcls/models.py", "src/maskcls/stages/__init__.py"} <= predict
+    assert {
+        "src/maskcls/stages/predict.py",
+        "src/maskcls/stages/__init__.py",
+        "src/maskcls/training/__init__.py",
+        "src/maskcls/training/inference.py",
+        "src/maskcls/models.py",
+    } <= predict
+    assert "src/maskcls/stages/train.py" not in predict  # prediction never loads the training stage
     assert {"src/maskcls/__init__.py", "src/maskcls/cli.py", "src/maskcls/params.py"} <= predict
     relabel = {p.relative_to(REPO).as_posix() for p in command_code(("relabel-age",))}
     assert "src/maskcls/resources/overrides.csv" in relabel

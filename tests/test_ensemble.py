@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from maskcls import io, layout, params
+from maskcls import artifacts, io, layout, params
 from maskcls.paths import Paths
 from maskcls.stages import ensemble
 
@@ -34,9 +34,9 @@ def make_params(models, train_models, folds=(0,), split_folds=2, folds_mode="vot
 
 def test_joint_follows_layout_order():
     mask, gender, age = np.eye(3)[[2]], np.eye(2)[[1]], np.eye(3)[[0]]
-    probs = ensemble.joint(mask, gender, age)
+    probs = layout.joint_probabilities(mask, gender, age)
     assert probs.argmax(1)[0] == layout.encode(2, 1, 0) == 15
-    np.testing.assert_allclose(ensemble.marginals(probs)["gender"], gender)
+    np.testing.assert_allclose(layout.task_marginals(probs)["gender"], gender)
 
 
 def test_folds_are_averaged_on_eval_and_stitched_out_of_fold(tmp_path):
@@ -44,9 +44,9 @@ def test_folds_are_averaged_on_eval_and_stitched_out_of_fold(tmp_path):
     write_pred(tmp_path, "m", 1, "eval", [0, 1], class18=one_hot18([1, 3]))
     write_pred(tmp_path, "m", 0, "oof", [5, 1], class18=one_hot18([4, 5]))
     write_pred(tmp_path, "m", 1, "oof", [2], class18=one_hot18([6]))
-    ev = ensemble.model_probs(tmp_path, "m", [0, 1], "eval")
+    ev = artifacts.model_predictions(Paths(tmp_path), "m", [0, 1], "eval")
     np.testing.assert_allclose(ev["class18"][1], (one_hot18([2])[0] + one_hot18([3])[0]) / 2)
-    oof = ensemble.model_probs(tmp_path, "m", [0, 1], "oof")
+    oof = artifacts.model_predictions(Paths(tmp_path), "m", [0, 1], "oof")
     assert oof["rows"].tolist() == [1, 2, 5]
     assert oof["class18"].argmax(1).tolist() == [5, 6, 4]
 
@@ -92,7 +92,7 @@ def test_two_of_three_folds_for_class_0_win_a_hard_vote_of_one_model(tmp_path):
     p = make_params({"m": {"head": "single"}}, "m", folds=(0, 1, 2), method="hard", split_folds=3)
     # folds 0 and 1 lean to class 0; fold 2 is so sure of class 5 that the fold average picks 5
     write_folds(tmp_path, "m", [confident(0, 5, 0.45), confident(0, 5, 0.45), confident(5)])
-    rows, views = ensemble.model_views(p, tmp_path, "eval")
+    rows, views = ensemble.model_views(p, Paths(tmp_path), "eval")
     voters = ensemble.member_voters(p, views)
     assert len(voters["m"]) == 3
     assert ensemble.vote(p, voters)["pred"].tolist() == [0]
@@ -108,13 +108,12 @@ def test_folds_mean_makes_one_voter_and_best_keeps_the_best_held_out_fold(tmp_pa
     for fold, right in ((0, False), (1, False), (2, True)):  # only fold 2 got its held-out photo right
         write_pred(tmp_path, "m", fold, "oof", [10 + fold % 2], class18=one_hot18([3 if right else 4]))
     mean = make_params({"m": {"head": "single"}}, "m", folds=(0, 1, 2), method="hard", folds_mode="mean", split_folds=3)
-    assert [len(v) for v in ensemble.member_voters(mean, ensemble.model_views(mean, tmp_path, "eval")[1]).values()] == [
-        1
-    ]
+    voters = ensemble.member_voters(mean, ensemble.model_views(mean, Paths(tmp_path), "eval")[1])
+    assert [len(v) for v in voters.values()] == [1]
     best = make_params({"m": {"head": "single"}}, "m", folds=(0, 1, 2), method="hard", folds_mode="best", split_folds=3)
-    fold, f1 = ensemble.best_fold(tmp_path, "m", "single", [0, 1, 2])
+    fold, f1 = ensemble.best_fold(Paths(tmp_path), "m", "single", [0, 1, 2])
     assert fold == 2 and f1[2] == 1.0 and f1[0] == 0.0
-    voters = ensemble.member_voters(best, ensemble.model_views(best, tmp_path, "eval")[1])
+    voters = ensemble.member_voters(best, ensemble.model_views(best, Paths(tmp_path), "eval")[1])
     np.testing.assert_array_equal(voters["m"][0], confident(5))
 
 
@@ -149,7 +148,7 @@ def test_per_task_models_combine_fold_by_fold_before_voting(tmp_path):
         write_pred(tmp_path, "m", fold, "eval", [0], mask=np.eye(3)[[mask]])
         write_pred(tmp_path, "g", fold, "eval", [0], gender=np.eye(2)[[0]])
         write_pred(tmp_path, "a", fold, "eval", [0], age=np.eye(3)[[age]])
-    voters = ensemble.member_voters(p, ensemble.model_views(p, tmp_path, "eval")[1])
+    voters = ensemble.member_voters(p, ensemble.model_views(p, Paths(tmp_path), "eval")[1])
     assert set(voters) == {ensemble.PER_TASK}
     assert [v.argmax(1).tolist() for v in voters[ensemble.PER_TASK]] == [
         [layout.encode(1, 0, 2)],
@@ -180,7 +179,7 @@ def test_predictions_of_unlisted_models_and_folds_are_removed_before_hashing(tmp
     p = make_params({"m": {"head": "single"}, "old": {"head": "single"}}, "m", folds=(0,))
     for model, fold in (("m", 0), ("m", 1), ("old", 0)):
         write_pred(tmp_path, model, fold, "eval", [0], class18=one_hot18([1]))
-    removed = ensemble.prune_unlisted(p, tmp_path)
+    removed = ensemble.prune_unlisted(p, Paths(tmp_path))
     preds = Paths(tmp_path).preds_dir
     assert sorted(r.relative_to(preds).as_posix() for r in removed) == ["m/fold1", "old/fold0"]
     assert sorted(d.relative_to(preds).as_posix() for d in preds.glob("*/*")) == ["m/fold0"]

@@ -18,7 +18,9 @@ import pipeline_fixture as pf
 from maskcls import cli, io, layout, params, submission
 from maskcls.errors import DataError
 from maskcls.paths import Paths
-from maskcls.stages import ensemble, train
+from maskcls.stages import ensemble
+from maskcls.training import loop
+from tiny import merged
 
 TRAIN = ("train", "--model", "multihead", "--fold", "0")
 
@@ -29,14 +31,6 @@ def maskcls(monkeypatch, capsys, *args: str) -> tuple[int, str]:
     with pytest.raises(SystemExit) as exited:
         cli.main()
     return exited.value.code, capsys.readouterr().err
-
-
-def merged(base: dict, change: dict) -> dict:
-    """`base` with the nested keys of `change` replaced."""
-    out = dict(base)
-    for key, value in change.items():
-        out[key] = merged(base.get(key, {}), value) if isinstance(value, dict) else value
-    return out
 
 
 def params_file(path: Path, change: dict | None = None) -> str:
@@ -101,7 +95,7 @@ def test_kfold_with_more_folds_than_people_in_a_stratum(tmp_path, tmp_path_facto
         (("relabel-age",), "run the validate stage first"),
         (("split",), "truth.csv: not found; run relabel_age first"),
         (("cache",), "train.csv: not found"),
-        (TRAIN, "multihead.csv: missing; run the stages before train"),
+        (TRAIN, "multihead.csv: not found; run relabel_age first"),
         (("predict", "--model", "multihead"), "no trained model"),
         (("ensemble",), "info.csv: not found"),
         (("evaluate",), "truth.csv: not found; run relabel_age first"),
@@ -133,7 +127,7 @@ def test_cuda_out_of_memory_names_the_params_to_change(tmp_path, tmp_path_factor
 
     root = pf.copy(tmp_path_factory, tmp_path / "repo")
     monkeypatch.chdir(root)  # DVCLive looks for a DVC repo from the working directory: keep it in the copy
-    monkeypatch.setattr(train, "train_one_epoch", out_of_memory)
+    monkeypatch.setattr(loop, "train_one_epoch", out_of_memory)
     p = params_file(tmp_path / "params.yaml")
     code, err = maskcls(monkeypatch, capsys, *TRAIN, "--params", p, "--root", str(root))
     assert code == 2

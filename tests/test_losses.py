@@ -1,12 +1,13 @@
 import math
 import re
+import typing
 
 import pytest
 import torch
 
 from maskcls import params
 from maskcls.errors import ParamsError
-from maskcls.losses import build_loss, inverse_frequency_weights
+from maskcls.losses import LOSSES, build_loss, inverse_frequency_class_weights
 from maskcls.params import LossSpec
 
 # Two samples, three classes, chosen so the softmax is simple:
@@ -58,7 +59,7 @@ def test_weights_from_counts_are_inverse_frequency_with_mean_one():
     inverse = [1 / 10, 1 / 20, 1 / 70]
     mean = sum(inverse) / 3
     expected = [w / mean for w in inverse]
-    assert inverse_frequency_weights([10, 20, 70], 3) == pytest.approx(expected)
+    assert inverse_frequency_class_weights([10, 20, 70], 3) == pytest.approx(expected)
     assert sum(expected) / 3 == pytest.approx(1.0)
     loss = build_loss(LossSpec(name="weighted_ce"), 3, class_counts=[10, 20, 70])
     assert loss.weight.tolist() == pytest.approx(expected)
@@ -69,7 +70,7 @@ def test_weights_from_counts_are_inverse_frequency_with_mean_one():
 
 
 def test_weighted_ce_needs_weights_or_counts():
-    with pytest.raises(ParamsError, match="class_weights"):
+    with pytest.raises(ValueError, match="class_counts"):
         build_loss(LossSpec(name="weighted_ce"), 3)
 
 
@@ -112,6 +113,12 @@ def test_bad_loss_settings_are_refused_with_the_params(loss, key, words):
     assert f"models.multihead.{key}" in str(err.value)
 
 
-def test_an_unknown_loss_is_a_params_error():
-    with pytest.raises(ParamsError, match="must be one of"):
+def test_the_registry_holds_exactly_the_loss_names_params_accept():
+    assert tuple(LOSSES) == typing.get_args(params.LossName)
+
+
+def test_an_unknown_loss_is_a_params_error_naming_the_key():
+    with pytest.raises(ParamsError, match=re.escape("models.multihead.losses.age.name: 'hinge' is not one of")):
+        params.from_dict({"models": {"multihead": {"losses": {"age": {"name": "hinge"}}}}})
+    with pytest.raises(ValueError, match="no loss named 'hinge'"):  # only code that skips the check gets this far
         build_loss(LossSpec(name="hinge"), 3)

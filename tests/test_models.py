@@ -10,13 +10,14 @@ from maskcls.errors import MaskclsError, ParamsError
 from maskcls.models import (
     build_model,
     checkpoint_dict,
-    class18_from_tasks,
     model_from_checkpoint,
     offline_weights_file,
 )
 from maskcls.params import LossSpec, ModelSpec
+from tiny import BACKBONE
+from tiny import model as tiny_spec
 
-TINY = "test_efficientnet"  # timm's test model: ~0.1M parameters, fine at 32x32
+TINY = BACKBONE  # timm's test model: ~0.1M parameters, fine at 32x32
 ALL_HEADS = ["single", "fused", "multihead", "sequential", "mask", "gender", "age"]
 EXPECTED_KEYS = {
     "single": {"class18"},
@@ -32,7 +33,7 @@ SIZES = {"mask": 3, "gender": 2, "age": 3, "class18": 18}
 
 def tiny(head: str, **kw) -> models.MaskModel:
     torch.manual_seed(0)
-    return build_model(ModelSpec(head=head, backbone=TINY, pretrained="none", **kw)).eval()
+    return build_model(ModelSpec(**tiny_spec(head), **kw)).eval()
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +75,7 @@ def test_joint_of_one_hot_tasks_is_encode():
     for cls in range(18):
         m, g, a = (int(v) for v in layout.decode(cls))
         eye = [torch.eye(n)[i][None] for n, i in ((3, m), (2, g), (3, a))]
-        assert class18_from_tasks(*eye).argmax(1).item() == layout.encode(m, g, a) == cls
+        assert layout.joint_probabilities(*eye).argmax(1).item() == layout.encode(m, g, a) == cls
 
 
 def test_multihead_class18_is_product_of_task_probabilities():
@@ -104,7 +105,7 @@ def test_fused_starts_as_the_factorised_model_and_reads_marginals_from_class18(x
         out = model(x)
     probs = model.probabilities(out)
     soft = {k: torch.softmax(out[k], 1) for k in ("mask", "gender", "age")}
-    torch.testing.assert_close(probs["class18"], class18_from_tasks(soft["mask"], soft["gender"], soft["age"]))
+    torch.testing.assert_close(probs["class18"], layout.joint_probabilities(soft["mask"], soft["gender"], soft["age"]))
     with torch.no_grad():  # once trained away from the product, marginals still come from class18
         model.fuse.bias.add_(torch.arange(18.0))
         out = model(x)

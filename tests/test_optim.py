@@ -1,5 +1,6 @@
 import io
 import math
+import typing
 
 import pytest
 import torch
@@ -8,7 +9,7 @@ from torch import nn
 from maskcls import params
 from maskcls.errors import MaskclsError, ParamsError
 from maskcls.models import build_model
-from maskcls.optim import build_optimizer, build_scheduler
+from maskcls.optim import OPTIMIZERS, SCHEDULERS, build_optimizer, build_scheduler
 from maskcls.params import ModelSpec, TrainParams
 
 
@@ -159,6 +160,27 @@ def test_no_schedule_keeps_lr():
 def test_schedule_combinations_are_checked_with_the_params(train, key):
     with pytest.raises(ParamsError, match=key):
         params.from_dict({"train": train})
+
+
+def test_the_registries_hold_exactly_the_names_params_accept():
+    assert tuple(OPTIMIZERS) == typing.get_args(params.OptimizerName)
+    assert tuple(SCHEDULERS) == typing.get_args(params.SchedulerName)
+
+
+@pytest.mark.parametrize(
+    "train, key", [({"optimizer": "lamb"}, "train.optimizer"), ({"scheduler": "poly"}, "train.scheduler")]
+)
+def test_unknown_names_are_params_errors_naming_the_key(train, key):
+    with pytest.raises(ParamsError, match=f"{key}: '.*' is not one of"):
+        params.from_dict({"train": train})
+
+
+def test_the_builders_refuse_names_that_skipped_the_check():
+    with pytest.raises(ValueError, match="no optimizer named 'lamb'"):
+        build_optimizer(small_net(), TrainParams(optimizer="lamb"))
+    opt = build_optimizer(small_net(), TrainParams())
+    with pytest.raises(ValueError, match="no scheduler named 'poly'"):
+        build_scheduler(opt, TrainParams(scheduler="poly"), 2)
 
 
 def snapshot(obj) -> dict:

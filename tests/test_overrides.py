@@ -1,9 +1,11 @@
 """Label overrides change exactly the listed labels, per mode, and never silently drop a mistyped fix."""
 
+import typing
+
 import pandas as pd
 import pytest
 
-from maskcls import layout, overrides
+from maskcls import layout, overrides, params
 from maskcls.errors import DataError, ParamsError
 from rawsample import index_frame
 
@@ -126,6 +128,12 @@ def test_a_mistyped_file_names_its_line(tmp_path):
         overrides.apply(index_frame(PEOPLE), "all", path)
 
 
+def test_the_modes_are_exactly_those_params_accept():
+    assert tuple(overrides.SETS_BY_MODE) == typing.get_args(params.OverridesMode)
+
+
 def test_unknown_mode_is_a_params_error():
-    with pytest.raises(ParamsError, match="relabel_age.overrides"):
+    with pytest.raises(ParamsError, match="relabel_age.overrides: 'some' is not one of off, core, all"):
+        params.from_dict({"relabel_age": {"overrides": "some"}})
+    with pytest.raises(ValueError, match="no overrides mode 'some'"):  # only code that skips the check gets here
         overrides.apply(index_frame(PEOPLE), "some")

@@ -39,6 +39,16 @@ def test_committed_params_load_and_numbers_stay_numbers(tmp_path):
         ({"models": {"multihead": {"train": {"epochs": 0}}}}, "models.multihead.train.epochs", "at least 1"),
         ({"models": {"multihead": {"train": {"folds": [0]}}}}, "models.multihead.train.folds", "for all models"),
         ({"split": {"group": "person"}}, "split.group", "not one of"),
+        ({"train": {"scheduler": "cosin"}}, "train.scheduler", "did you mean 'cosine'"),
+        ({"relabel_age": {"overrides": "some"}}, "relabel_age.overrides", "not one of off, core, all"),
+        (
+            {"models": {"multihead": {"losses": {"age": {"name": "hinge"}}}}},
+            "models.multihead.losses.age.name",
+            "not one of",
+        ),
+        ({"models": {"truth": {"head": "multihead"}}, "train": {"models": ["truth"]}}, "models.truth", "not 'truth'"),
+        ({"cache": {"height": 4}}, "cache", "at least 8 pixels"),
+        ({"predict": {"tta": []}}, "predict.tta", "at least one view"),
         (
             {"models": {"multihead": {"head": "mask", "losses": {"age": {"name": "ce"}}}}},
             "models.multihead",

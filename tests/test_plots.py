@@ -165,7 +165,7 @@ def test_the_rendered_page_is_ignored_by_git():
 
 
 def _history() -> list[dict]:
-    from maskcls.stages.train import epoch_record
+    from maskcls.training.loop import epoch_record
 
     def scores(f1):
         return {key: {"f1": f1, "accuracy": f1 + 0.1} for key in ("mask", "age", "class18")}

@@ -45,7 +45,7 @@ def test_durations_read_in_minutes():
 
 
 def test_warm_up_epochs_are_named_in_the_epoch_line():
-    from maskcls.stages.train import summary_line
+    from maskcls.training.loop import summary_line
 
     record = {"epoch": 1, "train/loss/total": 1.0, "val/class18/f1": 0.1, "val/class18/accuracy": 0.2, "lr": 1.3e-5}
     assert "lr 1.30e-05 (warm-up 1/1)" in summary_line("m fold0", 6, record, "class18", True, 3.0, warmup_epochs=1)

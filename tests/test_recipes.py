@@ -161,12 +161,13 @@ def test_v1_random_crop_never_shows_a_border():
 def test_v2_trains_on_the_fused_18_class_output_only():
     """head_weights 0 take the per-task losses out of the gradient: the same steps as training class18 alone."""
     from maskcls.models import build_model
-    from maskcls.stages import train
+    from maskcls.training import loop
+    from maskcls.training.runtime import Runtime
 
     v2_weights = resolved("v2").models["v2_fused"].head_weights
     spec = params.ModelSpec(head="fused", backbone="test_efficientnet", pretrained="none", head_weights=v2_weights)
     net = build_model(spec, pretrained=False, input_size=(32, 32))
-    weights = train.start_epoch(net, 0, 10)
+    weights = loop.start_epoch(net, 0, 10)
     assert weights == {"mask": 0.0, "gender": 0.0, "age": 0.0, "class18": 1.0}
 
     gen = torch.Generator().manual_seed(0)
@@ -175,7 +176,7 @@ def test_v2_trains_on_the_fused_18_class_output_only():
     targets = {"mask": cls // 6, "gender": (cls // 3) % 2, "age": cls % 3, "class18": cls}
     loader = [(images, targets)] * 3
     losses = {k: torch.nn.CrossEntropyLoss() for k in targets}
-    rt = train.Runtime(torch.device("cpu"), "off", False)
+    rt = Runtime(torch.device("cpu"), "off", False)
 
     class NoSchedule:
         def step_batch(self):
@@ -186,7 +187,7 @@ def test_v2_trains_on_the_fused_18_class_output_only():
         torch.manual_seed(0)
         opt = torch.optim.SGD(model.parameters(), lr=0.1)
         scaler = torch.amp.GradScaler("cpu", enabled=False)
-        train.train_one_epoch(model, loader, losses, w, opt, NoSchedule(), scaler, None, rt, net.data_config, 0, "t")
+        loop.train_one_epoch(model, loader, losses, w, opt, NoSchedule(), scaler, None, rt, net.data_config, 0, "t")
         return [t.detach().clone() for t in model.state_dict().values()]
 
     alone = trained({"class18": 1.0})
@@ -205,3 +206,13 @@ def test_merge_keeps_untouched_keys_and_replaces_models():
 def test_unknown_recipe_lists_the_available_ones():
     with pytest.raises(ParamsError, match="available: .*v1"):
         recipes.load("v9", REPO)
+
+
+def test_committed_params_come_from_git_and_fall_back_to_the_workspace(tmp_path):
+    (tmp_path / "params.yaml").write_text("seed: 1\n")
+    assert recipes.committed_params(tmp_path) == "seed: 1\n"  # not a git repository yet
+    user = ("-c", "user.name=t", "-c", "user.email=t@t")
+    for args in (("init", "-q"), ("add", "params.yaml"), (*user, "commit", "-qm", "params")):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+    (tmp_path / "params.yaml").write_text("seed: 2\n")
+    assert recipes.committed_params(tmp_path) == "seed: 1\n"

@@ -11,7 +11,7 @@ from maskcls.errors import DataError, ParamsError
 from maskcls.paths import Paths
 from maskcls.stages import relabel, validate
 
-pytestmark = pytest.mark.filterwarnings("ignore::maskcls.dataset.DataWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::maskcls.scan.DataWarning")
 
 CORE_TO_MALE = "006359"  # on the core list: female -> male
 # Ages on both sides of each threshold: 58 and 59 are old only with old_from 58.

@@ -1,4 +1,4 @@
-"""The generated sample: its layout, determinism, class balance, label noise and a learnable signal."""
+"""The folder the synth stage writes: its layout, determinism, label noise as the csvs show it, and a visible mask."""
 
 from __future__ import annotations
 
@@ -15,6 +15,16 @@ from maskcls import layout
 from maskcls.errors import ParamsError
 from maskcls.imageio import read_rgb
 from maskcls.stages import synth
+from maskcls.synth import write
+from maskcls.synth.people import (
+    CSV_FEMALE_TRULY_MALE,
+    CSV_MALE_TRULY_FEMALE,
+    CSV_OLDER_TRULY_YOUNG,
+    CSV_YOUNGER_TRULY_OLD,
+    DUPLICATE_AGES,
+    DUPLICATE_ID,
+)
+from maskcls.synth.write import TRAIN_TRUTH
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +77,8 @@ def test_train_csv_matches_the_competition_format(sample):
 def test_one_id_has_two_folders_with_different_ages(sample):
     train = read_train(sample)
     repeated = train[train["id"].duplicated(keep=False)]
-    assert set(repeated["id"]) == {synth.DUPLICATE_ID}
-    assert sorted(repeated["age"].astype(int)) == sorted(synth.DUPLICATE_AGES)
+    assert set(repeated["id"]) == {DUPLICATE_ID}
+    assert sorted(repeated["age"].astype(int)) == sorted(DUPLICATE_AGES)
     assert repeated["path"].nunique() == 2
 
 
@@ -159,7 +169,7 @@ def test_a_failed_run_leaves_the_old_output_untouched(tmp_path, monkeypatch):
     def broken(task):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(synth, "_write_person", broken)
+    monkeypatch.setattr(write, "_write_person", broken)
     with pytest.raises(RuntimeError, match="disk full"):
         synth.run(tmp_path / "raw", people=4, eval_people=1, seed=1, workers=1)
     assert file_hashes(root) == before
@@ -172,66 +182,23 @@ def test_a_rerun_replaces_the_whole_folder(tmp_path):
     assert sorted(p.name for p in (root / layout.TRAIN_IMAGES).iterdir()) == sorted(read_train(root)["path"])
 
 
-# --- who is in the sample -------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("seed", [0, 1])
-def test_train_people_have_the_real_class_balance(seed):
-    people = synth.draw_train_people(300, seed)
-    age = people["age"]
-    assert (people["gender"] == "female").mean() == pytest.approx(0.614, abs=0.02)
-    assert (age < 30).mean() == pytest.approx(0.47, abs=0.02)
-    assert ((age >= 30) & (age < 60)).mean() == pytest.approx(0.45, abs=0.02)
-    assert 0.06 <= (age >= 60).mean() <= 0.10
-    assert set(age[age >= 60]) == {60}  # every "old" person is exactly 60
-    # Lowering the old threshold grows the group as in the real data: 59 -> +3%, 58 -> +9% of people.
-    assert (age == 59).mean() == pytest.approx(0.03, abs=0.015)
-    assert ((age == 58) | (age == 59)).mean() == pytest.approx(0.09, abs=0.02)
-    assert 18 <= age.min() <= 20
-    assert people["id"].str.endswith("-1").any()
-
-
-def test_eval_people_have_the_same_balance():
-    people = synth.draw_eval_people(300, 0)
-    assert (people["gender"] == "female").mean() == pytest.approx(0.614, abs=0.02)
-    assert (people["age"] >= 60).mean() == pytest.approx(0.071, abs=0.02)
-
-
-def test_demographics_are_exact_shares_even_for_small_samples():
-    gender, age = synth.sample_demographics(50, np.random.default_rng(0))
-    assert abs((gender == "female").sum() - 0.614 * 50) <= 1
-    assert abs((age == 60).sum() - 0.071 * 50) <= 1
-
-
-def test_noisy_ids_carry_the_published_label_noise():
-    people = synth.draw_train_people(30, 0).set_index("id")
-    assert set(synth.NOISY_IDS) <= set(people.index)
-    for person in synth.CSV_FEMALE_TRULY_MALE:
-        assert people.loc[person, ["gender", "csv_gender"]].tolist() == ["male", "female"]
-    for person in synth.CSV_MALE_TRULY_FEMALE:
-        assert people.loc[person, ["gender", "csv_gender"]].tolist() == ["female", "male"]
-    for person in synth.CSV_OLDER_TRULY_YOUNG:
-        assert people.loc[person, "age"] < 30 <= people.loc[person, "csv_age"]
-    for person in synth.CSV_YOUNGER_TRULY_OLD:
-        assert people.loc[person, "csv_age"] < people.loc[person, "age"] == 60
-    assert set(people.index[people["mask_swap"]]) == set(synth.MASK_SWAPPED)
-    clean = people.drop(index=list(synth.NOISY_IDS))
-    assert (clean["gender"] == clean["csv_gender"]).all() and (clean["age"] == clean["csv_age"]).all()
-
-
-def test_small_samples_have_no_label_noise():
-    people = synth.draw_train_people(29, 0)
-    assert not set(people["id"]) & set(synth.NOISY_IDS)
-    assert (people["gender"] == people["csv_gender"]).all() and (people["age"] == people["csv_age"]).all()
+# --- label noise in the csvs ----------------------------------------------------------------------------------
 
 
 def test_train_csv_says_the_noisy_labels_and_the_truth_file_does_not(noisy_sample):
     train = read_train(noisy_sample).set_index("path")
-    truth = pd.read_csv(noisy_sample / synth.TRAIN_TRUTH, dtype={"id": str}).set_index("path")
+    truth = pd.read_csv(noisy_sample / TRAIN_TRUTH, dtype={"id": str}).set_index("path")
     wrong_gender = train["gender"] != truth.loc[train.index, "gender"]
     wrong_age = train["age"].astype(int) != truth.loc[train.index, "age"]
-    assert set(train.loc[wrong_gender, "id"]) == set(synth.CSV_FEMALE_TRULY_MALE + synth.CSV_MALE_TRULY_FEMALE)
-    assert set(train.loc[wrong_age, "id"]) == set(synth.CSV_OLDER_TRULY_YOUNG + synth.CSV_YOUNGER_TRULY_OLD)
+    assert set(train.loc[wrong_gender, "id"]) == set(CSV_FEMALE_TRULY_MALE + CSV_MALE_TRULY_FEMALE)
+    assert set(train.loc[wrong_age, "id"]) == set(CSV_OLDER_TRULY_YOUNG + CSV_YOUNGER_TRULY_OLD)
+
+
+def test_train_folder_names_follow_the_csv_not_the_truth(noisy_sample):
+    train = read_train(noisy_sample)
+    for person in CSV_FEMALE_TRULY_MALE:
+        (path,) = train.loc[train["id"] == person, "path"]
+        assert re.fullmatch(rf"{person}_female_Asian_\d+", path)
 
 
 # --- what the photos show -------------------------------------------------------------------------------------
@@ -252,7 +219,7 @@ def region_difference(a: np.ndarray, b: np.ndarray, region) -> float:
 
 
 def test_a_worn_mask_hides_the_nose_and_identity_holds_over_photos(noisy_sample):
-    truth = pd.read_csv(noisy_sample / synth.TRAIN_TRUTH, dtype={"id": str})
+    truth = pd.read_csv(noisy_sample / TRAIN_TRUTH, dtype={"id": str})
     worn, wrongly, same_person, other_person = [], [], [], []
     previous = None
     for row in truth.itertuples():
@@ -271,42 +238,3 @@ def test_a_worn_mask_hides_the_nose_and_identity_holds_over_photos(noisy_sample)
     assert worn.mean() > 2 * wrongly.mean()
     assert (worn > wrongly).mean() >= 0.9
     assert np.mean(other_person) > 1.3 * np.mean(same_person)
-
-
-def test_gender_and_age_cues_are_noisy_and_overlap():
-    rng = np.random.default_rng(0)
-    looks = {(g, a): [synth.draw_look(rng, g, a) for _ in range(150)] for g in layout.GENDERS for a in (20, 58, 60)}
-    male = [lk for (g, _), group in looks.items() if g == "male" for lk in group]
-    female = [lk for (g, _), group in looks.items() if g == "female" for lk in group]
-
-    def share_long(group):
-        return np.mean([lk.hair_style != "short" for lk in group])
-
-    assert share_long(female) > 0.6 > 0.3 > share_long(male) > 0  # mostly, not always
-    assert np.mean([lk.fw for lk in male]) > np.mean([lk.fw for lk in female])
-    assert max(lk.fw for lk in female) > min(lk.fw for lk in male)
-    assert np.mean([lk.brow_thickness for lk in male]) > np.mean([lk.brow_thickness for lk in female])
-
-    def grey(age):
-        return np.array([lk.grey for g in layout.GENDERS for lk in looks[(g, age)]])
-
-    assert grey(58).mean() - grey(20).mean() > 0.5
-    assert 0 < grey(60).mean() - grey(58).mean() < 0.15  # 58 and 60 look nearly alike
-    assert (grey(58) > np.median(grey(60))).mean() > 0.3
-
-
-def test_render_person_is_deterministic_and_distinct_per_person():
-    a = synth.render_person(0, synth.TRAIN, 0, "female", 20)
-    b = synth.render_person(0, synth.TRAIN, 0, "female", 20)
-    c = synth.render_person(0, synth.EVAL, 0, "female", 20)
-    assert list(a) == list(layout.STEMS)
-    assert all(np.array_equal(a[s], b[s]) for s in layout.STEMS)
-    assert a["normal"].shape == (512, 384, 3) and a["normal"].dtype == np.uint8
-    assert not np.array_equal(a["normal"], c["normal"])
-
-
-def test_train_folder_names_follow_the_csv_not_the_truth(noisy_sample):
-    train = read_train(noisy_sample)
-    for person in synth.CSV_FEMALE_TRULY_MALE:
-        (path,) = train.loc[train["id"] == person, "path"]
-        assert re.fullmatch(rf"{person}_female_Asian_\d+", path)

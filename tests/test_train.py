@@ -12,12 +12,15 @@ import pytest
 import torch
 
 import pipeline_fixture as pf
-from maskcls import metrics
-from maskcls.data import build_eval_loader
+from maskcls import artifacts, metrics
+from maskcls.dataset import build_eval_loader
 from maskcls.errors import ResourceError
-from maskcls.models import build_model
+from maskcls.models import build_model, load_trained
 from maskcls.paths import Paths
 from maskcls.stages import train
+from maskcls.training import loop
+from maskcls.training.fold import load_fold
+from maskcls.training.runtime import Runtime, resolve_device
 
 # One worker runs them all, so the pipeline template is built once.
 pytestmark = pytest.mark.xdist_group("train")
@@ -70,40 +73,40 @@ def test_cuda_requested_without_cuda_is_a_resource_error(monkeypatch, tmp_path):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ResourceError, match="train.device is 'cuda'.*set train.device: auto or cpu"):
         train.run(pf.tiny_params(device="cuda"), "multihead", 0, tmp_path)
-    assert train.resolve_device("auto") == torch.device("cpu")
+    assert resolve_device("auto") == torch.device("cpu")
 
 
 def test_sequential_phases_split_the_epochs():
-    assert [train.phase_of(e, 6, 3) for e in range(6)] == [0, 0, 1, 1, 2, 2]
-    assert [train.phase_of(e, 7, 3) for e in range(7)] == [0, 0, 0, 1, 1, 2, 2]
-    assert [train.phase_of(e, 2, 3) for e in range(2)] == [0, 1]  # fewer epochs than heads: age never trains
+    assert [loop.phase_of(e, 6, 3) for e in range(6)] == [0, 0, 1, 1, 2, 2]
+    assert [loop.phase_of(e, 7, 3) for e in range(7)] == [0, 0, 0, 1, 1, 2, 2]
+    assert [loop.phase_of(e, 2, 3) for e in range(2)] == [0, 1]  # fewer epochs than heads: age never trains
     net = build_model(pf.tiny_params().model("sequential"), pretrained=False)
-    assert [train.start_epoch(net, e, 3) for e in range(3)] == [{"mask": 1.0}, {"gender": 1.0}, {"age": 1.0}]
-    assert [train.in_last_phase(net, e, 3) for e in range(3)] == [False, False, True]
+    assert [loop.start_epoch(net, e, 3) for e in range(3)] == [{"mask": 1.0}, {"gender": 1.0}, {"age": 1.0}]
+    assert [loop.in_last_phase(net, e, 3) for e in range(3)] == [False, False, True]
 
 
 def test_loss_weights_per_head():
     params = pf.tiny_params(models={"multihead": {"head": "multihead", "backbone": "test_efficientnet",
                                                   "pretrained": "none", "head_weights": {"age": 1.5}}})  # fmt: skip
-    weights = {m: train.start_epoch(build_model(params.model(m), pretrained=False), 0, 1) for m in pf.HEADS}
+    weights = {m: loop.start_epoch(build_model(params.model(m), pretrained=False), 0, 1) for m in pf.HEADS}
     assert weights["single"] == {"class18": 1.0}
     assert weights["fused"] == {"mask": 1.0, "gender": 1.0, "age": 1.0, "class18": 1.0}
     assert weights["multihead"] == {"mask": 1.0, "gender": 1.0, "age": 1.5}
     assert weights["age"] == {"age": 1.0}
-    assert train.selection_key("fused") == "class18" and train.selection_key("gender") == "gender"
+    assert loop.selection_key("fused") == "class18" and loop.selection_key("gender") == "gender"
 
 
 def test_validation_f1_is_over_the_whole_set_whatever_the_batch_size(root):
     params = pf.tiny_params()
-    data = train.load_fold(Paths(root), "multihead", "multihead", 0, (pf.HEIGHT, pf.WIDTH))
+    data = load_fold(Paths(root), "multihead", "multihead", 0, (pf.HEIGHT, pf.WIDTH))
     torch.manual_seed(0)
     net = build_model(params.model("multihead"), pretrained=False, input_size=(pf.HEIGHT, pf.WIDTH))
-    losses = train.build_losses(params.model("multihead"), data.train_targets, torch.device("cpu"))
-    rt = train.Runtime(torch.device("cpu"), "off", False)
+    losses = loop.build_losses(params.model("multihead"), data.train_targets, torch.device("cpu"))
+    rt = Runtime(torch.device("cpu"), "off", False)
     results = []
     for batch_size in (5, 64, len(data.val_rows)):
         loader = build_eval_loader(data.images, data.val_rows, batch_size, 0)
-        scores, _, probs = train.evaluate(net, loader, losses, data.val_truth, data.val_targets, rt, net.data_config)
+        scores, _, probs = loop.evaluate(net, loader, losses, data.val_truth, data.val_targets, rt, net.data_config)
         results.append(scores)
     expected = metrics.task_scores(data.val_truth, probs)  # sklearn over every validation photo at once
     for scores in results:
@@ -142,7 +145,7 @@ def test_short_training_beats_chance(root):
 
 
 def result_val_rows(root: Path) -> np.ndarray:
-    return train.load_fold(Paths(root), "multihead", "multihead", 0, (pf.HEIGHT, pf.WIDTH)).val_rows
+    return load_fold(Paths(root), "multihead", "multihead", 0, (pf.HEIGHT, pf.WIDTH)).val_rows
 
 
 @pytest.mark.slow
@@ -190,7 +193,7 @@ def test_interrupt_while_writing_outputs_leaves_no_model_dir(root, monkeypatch, 
 
     paths = Paths(root)
     with monkeypatch.context() as m:
-        m.setattr(train.io, "write_json", killed)  # model.pt is written, metrics.json is not
+        m.setattr(artifacts.io, "write_json", killed)  # model.pt is written, metrics.json is not
         with pytest.raises(KeyboardInterrupt):
             train.run(pf.tiny_params(), "gender", 0, root)
     assert not paths.model_dir("gender", 0).parent.exists() or not any(paths.model_dir("gender", 0).parent.iterdir())
@@ -202,14 +205,14 @@ def test_interrupt_while_writing_outputs_leaves_no_model_dir(root, monkeypatch, 
 
 def test_early_stopping_after_epochs_without_gain(root, monkeypatch):
     scores = iter([0.5, 0.7, 0.7, 0.6, 0.9])
-    real_evaluate = train.evaluate
+    real_evaluate = loop.evaluate
 
     def fixed_scores(*args):
         result, losses, probs = real_evaluate(*args)
         result["mask"]["f1"] = next(scores)
         return result, losses, probs
 
-    monkeypatch.setattr(train, "evaluate", fixed_scores)
+    monkeypatch.setattr(loop, "evaluate", fixed_scores)
     result = train.run(pf.tiny_params(epochs=5, early_stop=2, lr=1e-3), "mask", 0, root)
     assert result["epochs_trained"] == 4 and result["best_epoch"] == 2 and result["f1"] == 0.7
 
@@ -225,13 +228,14 @@ def test_every_head_trains_and_load_model_restores_it(root, head):
     params = pf.tiny_params(models=models, ema=0.5 if head in ("multihead", "age") else 0.0)
     result = train.run(params, head, 0, root)
 
-    net, data_config = train.load_model(Paths(root).model_dir(head, 0))
+    net = load_trained(Paths(root).model_dir(head, 0))
+    data_config = net.data_config
     assert not net.training and tuple(data_config["input_size"]) == (3, pf.HEIGHT, pf.WIDTH)
-    data = train.load_fold(Paths(root), head, head, 0, (pf.HEIGHT, pf.WIDTH))
+    data = load_fold(Paths(root), head, head, 0, (pf.HEIGHT, pf.WIDTH))
     loader = build_eval_loader(data.images, data.val_rows, 32, 0)
-    losses = train.build_losses(params.model(head), data.train_targets, torch.device("cpu"))
-    rt = train.Runtime(torch.device("cpu"), "off", False)
-    scores, _, _ = train.evaluate(net, loader, losses, data.val_truth, data.val_targets, rt, data_config)
+    losses = loop.build_losses(params.model(head), data.train_targets, torch.device("cpu"))
+    rt = Runtime(torch.device("cpu"), "off", False)
+    scores, _, _ = loop.evaluate(net, loader, losses, data.val_truth, data.val_targets, rt, data_config)
     # The restored weights reproduce exactly the validation scores the run reported for its best epoch.
     assert scores == result["heads"]
     expected_keys = {head} if head in ("mask", "gender", "age") else {"mask", "gender", "age", "class18"}

@@ -10,13 +10,13 @@ import pytest
 from PIL import Image
 
 import rawsample
-from maskcls import cli, dataset, layout
+from maskcls import cli, layout, scan
 from maskcls.errors import DataError
 from maskcls.imageio import ImageModeWarning, read_rgb
 from maskcls.stages import validate
 
 # The sample has the real data's one id on two folders; the tests that are about it catch the warning.
-pytestmark = pytest.mark.filterwarnings("ignore::maskcls.dataset.DataWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::maskcls.scan.DataWarning")
 
 
 @pytest.fixture
@@ -233,19 +233,19 @@ def test_every_problem_is_reported_not_only_the_first(raw):
 
 def test_long_reports_are_capped(raw):
     source = rawsample.eval_images(raw)[0]
-    for i in range(dataset.MESSAGE_LINES + 7):
+    for i in range(scan.MESSAGE_LINES + 7):
         shutil.copy(source, source.parent / f"extra{i:03d}.jpg")
     with pytest.raises(DataError) as info:
         validate.run(raw)
     lines = str(info.value).splitlines()
-    assert len(lines) == 1 + dataset.MESSAGE_LINES + 1
+    assert len(lines) == 1 + scan.MESSAGE_LINES + 1
     assert lines[-1].strip() == "... and 7 more"
 
 
 def test_byte_order_mark_is_accepted(raw):
     path = raw / layout.EVAL_CSV
     path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())  # as spreadsheet programs save csv
-    assert list(validate.run(raw)[1].columns) == dataset.EVAL_INDEX_COLUMNS
+    assert list(validate.run(raw)[1].columns) == scan.EVAL_INDEX_COLUMNS
 
 
 def test_missing_raw_dir(tmp_path):
@@ -290,7 +290,7 @@ def test_odd_modes_are_converted_and_named(raw):
     }
     # An eval image keeps its ImageID (.jpg) even when its bytes are a PNG: rename it back.
     odd["I;16"] = odd["I;16"].rename(odd["I;16"].with_suffix(".jpg"))
-    with pytest.warns(dataset.DataWarning) as record:
+    with pytest.warns(scan.DataWarning) as record:
         validate.run(raw)
     text = "\n".join(str(w.message) for w in record)
     assert validate.CONVERTED in text
@@ -310,7 +310,7 @@ def test_unexpected_size_is_a_warning(raw):
     path = rawsample.photo(rawsample.folders(raw)[1], "normal")
     with Image.open(path) as img:
         img.resize((300, 400)).save(path, format=img.format)
-    with pytest.warns(dataset.DataWarning, match=r"(?s)resizes them.*normal\..*300x400"):
+    with pytest.warns(scan.DataWarning, match=r"(?s)resizes them.*normal\..*300x400"):
         validate.run(raw)
 
 
@@ -321,6 +321,6 @@ def test_one_id_with_two_folders_is_accepted_with_a_warning(raw):
     row["path"] = layout.person_folder(row["id"], row["gender"], row["age"], row["race"])
     shutil.copytree(raw / layout.TRAIN_IMAGES / csv["path"].iloc[0], raw / layout.TRAIN_IMAGES / row["path"])
     rawsample.write_train(raw, pd.concat([csv, row.to_frame().T], ignore_index=True))
-    with pytest.warns(dataset.DataWarning, match=f"id {row['id']}"):
+    with pytest.warns(scan.DataWarning, match=f"id {row['id']}"):
         train, _ = validate.run(raw)
     assert train["person"].nunique() == rawsample.PEOPLE + 1

@@ -14,7 +14,7 @@ from maskcls import layout
 from maskcls.errors import DataError
 from maskcls.stages import validate
 
-pytestmark = pytest.mark.filterwarnings("ignore::maskcls.dataset.DataWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::maskcls.scan.DataWarning")
 
 NAME = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789_-", min_size=1, max_size=10)
 TEXT = st.text(st.characters(exclude_categories=("Cc", "Cs")), max_size=6)  # what a csv cell can hold

@@ -1,366 +1,226 @@
-"""The competition folder -> the image index tables every later stage keys on (docs/architecture.md).
+"""Datasets and loaders over the cached uint8 arrays (data/cache), deterministic down to the augmentations.
 
-`scan_train` / `scan_eval` read the csvs and list the folders without decoding any image; they collect
-every problem instead of stopping at the first, so `maskcls validate` can report them all at once.
-`load_train` / `load_eval` return the tables and raise DataError if the scan found anything wrong.
+What a training epoch sees depends only on (seed, epoch, num_workers) and the params:
+- the shuffle order (or weighted draw) comes from a torch.Generator seeded with derive_seed(seed, epoch), so a
+  run resumed at epoch e sees the same order as one that never stopped;
+- albumentations 2.x keeps its own RNG inside each Compose and ignores the global seeds. With num_workers=0 the
+  Compose is seeded from (seed, epoch); in DataLoader workers every worker reseeds its copy from torch's
+  per-worker seed (base seed drawn from the same generator + worker id). Which images a worker augments
+  depends on num_workers, so num_workers changes the augmentation stream, hence results: it is part of the
+  experiment (train.num_workers in params), and runs are comparable only with the same value.
 
-Person ids: `person` is the csv `id` as a string (`000001`, `001774-2`). The real data has one id, `003397`,
-on two rows with two different folders (ages 19 and 20): most likely two people given one id. Both are kept,
-and so that `person` still groups the photos of exactly one person, the folders of such an id are numbered
-in folder-name order: the first keeps the id, the next become `003397#2`, `003397#3`, ... `#` never
-occurs in a csv id (the scan rejects it).
+Build one train loader per epoch (`build_train_loader(..., epoch)`): iterating one loader twice draws a new
+base seed and gives a different stream.
 """
 
 from __future__ import annotations
 
-import re
-import warnings
-from dataclasses import dataclass, field
-from pathlib import Path
+import mmap
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
-import pandas as pd
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler, get_worker_info
 
-from maskcls import layout
-from maskcls.errors import DataError
+from maskcls.errors import ParamsError
+from maskcls.params import MinorityParams, Params
+from maskcls.repro import derive_seed, generator
+from maskcls.repro import worker_init_fn as seed_worker_globals
+from maskcls.transforms import build_augment
 
-TRAIN_INDEX_COLUMNS = ["row", "person", "folder", "stem", "file", "gender", "age", "mask"]
-EVAL_INDEX_COLUMNS = ["row", "ImageID", "file"]
-AGE_RANGE = (1, 100)  # a csv age outside this is a typo, not a person
-PERSON_SEPARATOR = "#"  # `003397#2`: the second folder of an id that names two folders
-MESSAGE_LINES = 50  # longer reports end with "... and N more"
-_OS_JUNK = {".DS_Store", "Thumbs.db", "desktop.ini"}
-_PLAIN_ID = re.compile(r"[^\s#/\\]+")
-_WHOLE_NUMBER = re.compile(r"[0-9]+")
+if TYPE_CHECKING:
+    import albumentations as A
 
 
-class DataWarning(UserWarning):
-    """Something odd in the competition folder that the pipeline accepts (and says how)."""
+class CachedDataset(Dataset):
+    """Samples `rows` of the cached `images` array: (uint8 CHW tensor, {task: int target}).
 
+    images: (N, H, W, 3) uint8, usually the memory-mapped cache (`stages.cache.open_cache`).
+    rows: cache rows of the samples, in sample order (a row may repeat: resampled copies).
+    targets: task -> labels aligned with `rows` (empty for prediction).
+    augment: applied to every sample; minority_augment: applied on top of it where minority_mask is set.
+    """
 
-@dataclass
-class Findings:
-    """Problems (the data cannot be used as is) and notes (accepted with a warning), naming files or rows."""
-
-    problems: list[str] = field(default_factory=list)
-    notes: dict[str, list[str]] = field(default_factory=dict)  # headline -> the files or rows it concerns
-
-    def problem(self, where: str, what: str) -> None:
-        self.problems.append(f"{where}: {what}")
-
-    def note(self, headline: str, where: str) -> None:
-        self.notes.setdefault(headline, []).append(where)
-
-    def extend(self, other: Findings) -> None:
-        self.problems.extend(other.problems)
-        for headline, lines in other.notes.items():
-            self.notes.setdefault(headline, []).extend(lines)
-
-    def warn(self) -> None:
-        for headline, lines in self.notes.items():
-            warnings.warn(f"{headline} ({len(lines)}):\n{_cap(lines)}", DataWarning, stacklevel=2)
-
-    def raise_if_problems(self, raw_dir: Path) -> None:
-        if self.problems:
-            n = len(self.problems)
-            raise DataError(
-                f"{raw_dir}: {n} problem{'s' if n > 1 else ''} in the competition folder "
-                f"(paths are relative to it; the raw data was not changed):\n{_cap(self.problems)}"
-            )
-
-
-@dataclass
-class Scan:
-    """An index table and what was found on the way; the table is only complete without problems."""
-
-    frame: pd.DataFrame
-    findings: Findings
-
-
-def whole_number(text: str) -> bool:
-    """ASCII digits only: `45`, not ` 45`, `45.0` or other scripts' digits."""
-    return _WHOLE_NUMBER.fullmatch(text) is not None
-
-
-def is_junk(name: str) -> bool:
-    """macOS resource forks (`._mask1.jpg`) and desktop metadata files sit beside the photos; never data."""
-    return name.startswith(layout.JUNK_PREFIX) or name in _OS_JUNK
-
-
-def load_train(raw_dir: str | Path) -> pd.DataFrame:
-    """`data/index/train.csv`: one row per training photo, sorted by folder then stem order."""
-    return _loaded(scan_train(raw_dir), raw_dir)
-
-
-def load_eval(raw_dir: str | Path) -> pd.DataFrame:
-    """`data/index/eval.csv`: one row per eval photo in info.csv order."""
-    return _loaded(scan_eval(raw_dir), raw_dir)
-
-
-def _loaded(scan: Scan, raw_dir) -> pd.DataFrame:
-    scan.findings.raise_if_problems(Path(raw_dir))
-    scan.findings.warn()
-    return scan.frame
-
-
-def _open_split(
-    raw_dir: Path, images_rel: str, csv_rel: str, columns: list[str], found: Findings
-) -> tuple[Path, pd.DataFrame | None]:
-    """A split's image folder and csv table; the table is None when either is unusable (problems recorded)."""
-    images = raw_dir / images_rel
-    split = images_rel.split("/")[0]
-    if not images.is_dir():
-        found.problem(f"{images_rel}/", f"folder not found; the raw dir must hold {split}/ as shipped")
-    table = read_csv(raw_dir, csv_rel, columns, found)
-    return images, table if images.is_dir() else None
-
-
-# --- train ------------------------------------------------------------------------------------------------
-
-
-def scan_train(raw_dir: str | Path) -> Scan:
-    found = Findings()
-    empty = pd.DataFrame(columns=TRAIN_INDEX_COLUMNS)
-    images, table = _open_split(Path(raw_dir), layout.TRAIN_IMAGES, layout.TRAIN_CSV, layout.TRAIN_COLUMNS, found)
-    if table is None:
-        return Scan(empty, found)
-
-    rows = _usable_rows(table, images, found)
-    _check_unlisted_folders(images, set(table["path"]), found)
-    persons = _person_ids(rows, found)
-    records = []
-    for row in rows:
-        # A row with a bad label still has its photos checked, so one run reports everything;
-        # its missing label only ever reaches a frame that comes with problems.
-        gender = layout.GENDER_TO_LABEL.get(row["gender"])
-        age = int(row["age"]) if whole_number(row["age"]) else None
-        for stem, name in _folder_photos(images / row["path"], found):
-            records.append(
-                {
-                    "person": persons[row["path"]],
-                    "folder": row["path"],
-                    "stem": stem,
-                    "file": f"{layout.TRAIN_IMAGES}/{row['path']}/{name}",
-                    "gender": gender,
-                    "age": age,
-                    "mask": layout.STEM_TO_MASK[stem],
-                }
-            )
-    if not records:
-        if not found.problems:
-            found.problem(layout.TRAIN_CSV, "no training photos listed; is this the right folder?")
-        return Scan(empty, found)
-    frame = pd.DataFrame.from_records(records)
-    stem_order = frame["stem"].map({s: i for i, s in enumerate(layout.STEMS)})
-    frame = frame.assign(_order=stem_order).sort_values(["folder", "_order"], kind="stable").drop(columns="_order")
-    frame.insert(0, "row", range(len(frame)))
-    return Scan(frame.reset_index(drop=True)[TRAIN_INDEX_COLUMNS], found)
-
-
-def read_csv(raw_dir: Path, name: str, columns: list[str], found: Findings) -> pd.DataFrame | None:
-    """A competition csv with every cell as a string (`000001` keeps its zeros), or None if unusable."""
-    path = raw_dir / name
-    if not path.is_file():
-        found.problem(name, "file not found; the raw dir must hold the competition's csv files as shipped")
-        return None
-    try:
-        with warnings.catch_warnings():
-            # Rows longer than the header would otherwise shift into an index or be cut silently.
-            warnings.simplefilter("error", pd.errors.ParserWarning)
-            # keep_default_na: an id such as `NA` stays a string; empty cells become "" and are reported.
-            table = pd.read_csv(path, dtype=str, keep_default_na=False, index_col=False, encoding="utf-8-sig")
-    except (pd.errors.ParserError, pd.errors.ParserWarning, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        found.problem(name, f"not a readable csv ({str(exc).strip() or type(exc).__name__}); restore the original")
-        return None
-    missing = [c for c in columns if c not in table.columns]
-    if missing:
-        found.problem(
-            name,
-            f"missing column(s) {', '.join(missing)}; expected header {','.join(columns)} "
-            f"(found {','.join(map(str, table.columns))})",
+    def __init__(
+        self,
+        images: np.ndarray,
+        rows: Sequence[int] | np.ndarray,
+        targets: Mapping[str, np.ndarray] | None = None,
+        augment: A.Compose | None = None,
+        minority_augment: A.Compose | None = None,
+        minority_mask: Sequence[bool] | np.ndarray | None = None,
+    ):
+        self.images = images
+        self.rows = np.asarray(rows, dtype=np.int64)
+        self.targets = {k: np.asarray(v, dtype=np.int64) for k, v in (targets or {}).items()}
+        for task, labels in self.targets.items():
+            if len(labels) != len(self.rows):
+                raise ValueError(f"targets['{task}'] has {len(labels)} labels for {len(self.rows)} rows")
+        if len(self.rows) and (self.rows.min() < 0 or self.rows.max() >= len(images)):
+            raise ValueError(f"rows must lie in 0..{len(images) - 1}; the cache is older than the index?")
+        self.minority_mask = (
+            np.zeros(len(self.rows), dtype=bool) if minority_mask is None else np.asarray(minority_mask, dtype=bool)
         )
-        return None
-    extra = [str(c) for c in table.columns if c not in columns]
-    if extra:
-        found.note(f"{name}: unknown columns, ignored", ", ".join(extra))
-    return table
+        if len(self.minority_mask) != len(self.rows):
+            raise ValueError(f"minority_mask has {len(self.minority_mask)} entries for {len(self.rows)} rows")
+        self.augment = augment
+        self.minority_augment = minority_augment
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int):
+        # A private, writable copy: the cache is a read-only memory map and some transforms work in place.
+        image = np.array(self.images[self.rows[i]])
+        if self.augment is not None:
+            image = self.augment(image=image)["image"]
+        if self.minority_augment is not None and self.minority_mask[i]:
+            image = self.minority_augment(image=image)["image"]
+        # CHW, contiguous: the collated batch goes to the device as is and `normalize` works on it there.
+        tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+        return tensor, {task: int(labels[i]) for task, labels in self.targets.items()}
+
+    def reseed(self, seed: int) -> None:
+        """Reseed the augmentations' own RNGs (albumentations ignores numpy's and torch's seeds)."""
+        if self.augment is not None:
+            self.augment.set_random_seed(derive_seed(seed, "augment"))
+        if self.minority_augment is not None:
+            self.minority_augment.set_random_seed(derive_seed(seed, "minority"))
+
+    # A memory-mapped cache travels to spawned workers as its file name, not as a copy of every image.
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        images = self.images
+        if isinstance(images, np.memmap) and isinstance(images.base, mmap.mmap) and images.filename:
+            state["images"] = ("memmap", images.filename, images.dtype.str, images.shape, images.offset)
+        return state
+
+    def __setstate__(self, state):
+        images = state["images"]
+        if isinstance(images, tuple) and images and images[0] == "memmap":
+            _, filename, dtype, shape, offset = images
+            state["images"] = np.memmap(filename, dtype=np.dtype(dtype), mode="r", shape=shape, offset=offset)
+        self.__dict__.update(state)
 
 
-def csv_line(name: str, index: int) -> str:
-    """How a report names a csv row: the line number in the file (the header is line 1)."""
-    return f"{name} line {index + 2}"
+def worker_init_fn(worker_id: int) -> None:
+    """Seed a DataLoader worker: Python and NumPy (maskcls.repro), then the dataset's augmentations.
+
+    torch.initial_seed() in a worker is the loader's base seed + worker id, and the base seed comes from the
+    loader's seeded generator, so the stream depends on (seed, epoch, worker id, num_workers) only. Without
+    this, every worker would start from the same pickled Compose state and repeat the others' augmentations.
+    """
+    seed_worker_globals(worker_id)
+    info = get_worker_info()
+    if info is not None and isinstance(info.dataset, CachedDataset):
+        info.dataset.reseed(torch.initial_seed() % 2**63)
 
 
-def _usable_rows(table: pd.DataFrame, images: Path, found: Findings) -> list[pd.Series]:
-    """Train csv rows with an existing folder of their own, each once; every faulty row is reported."""
-    seen_rows: dict[tuple, str] = {}
-    seen_folders: dict[str, str] = {}
-    usable = []
-    for index, row in table.iterrows():
-        line = csv_line(layout.TRAIN_CSV, index)
-        where = f"{line} (id {row['id']!r})"
-        key = tuple(row[c] for c in layout.TRAIN_COLUMNS)
-        if key in seen_rows:
-            found.problem(where, f"repeats {seen_rows[key]}; delete one of the two rows")
-            continue
-        seen_rows[key] = line
-        labels_ok = _labels_ok(row, where, found)
-        if not _folder_ok(row["path"], where, images, seen_folders, found):
-            continue
-        seen_folders[row["path"]] = line
-        if labels_ok and row["path"] != layout.person_folder(row["id"], row["gender"], row["age"], row["race"]):
-            found.note("folder names that disagree with their csv row (the csv labels are used)", where)
-        usable.append(row)
-    return usable
+def resample_minority(
+    rows: np.ndarray, targets: Mapping[str, np.ndarray], minority: MinorityParams
+) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """Append `factor` copies of every sample whose `task` target is `label`; returns (rows, targets, is_copy).
+
+    The seed's trick: the copies, and only they, get the minority augmentation.
+    """
+    labels = _task_labels(targets, minority)
+    picked = np.repeat(np.flatnonzero(labels == minority.label), minority.factor)
+    rows = np.asarray(rows, dtype=np.int64)
+    out_rows = np.concatenate([rows, rows[picked]])
+    out_targets = {k: np.concatenate([np.asarray(v), np.asarray(v)[picked]]) for k, v in targets.items()}
+    is_copy = np.concatenate([np.zeros(len(rows), dtype=bool), np.ones(len(picked), dtype=bool)])
+    return out_rows, out_targets, is_copy
 
 
-def _folder_ok(path: str, where: str, images: Path, seen_folders: dict[str, str], found: Findings) -> bool:
-    if not path or path in (".", "..") or "/" in path or "\\" in path:
-        found.problem(where, f"path {path!r} is not a folder name inside {layout.TRAIN_IMAGES}/; fix the row")
-        return False
-    if path in seen_folders:
-        found.problem(
-            where,
-            f"points at folder {path} like {seen_folders[path]}; "
-            "each folder is one person: delete or correct one of the two rows",
+def balanced_sample_weights(labels: np.ndarray) -> np.ndarray:
+    """Per-sample weights 1 / (count of its class): every class is drawn equally often in expectation."""
+    labels = np.asarray(labels)
+    _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    return 1.0 / counts[inverse]
+
+
+def _task_labels(targets: Mapping[str, np.ndarray], minority: MinorityParams) -> np.ndarray:
+    if minority.task not in targets:
+        raise ParamsError(
+            f"train.minority.task: '{minority.task}' is not a target of this model "
+            f"(it has {', '.join(sorted(targets)) or 'none'}); set train.minority.mode: none for it"
         )
-        return False
-    if not (images / path).is_dir():
-        found.problem(where, f"no folder {layout.TRAIN_IMAGES}/{path}/; restore the folder or delete the row")
-        return False
-    return True
+    return np.asarray(targets[minority.task])
 
 
-def _labels_ok(row: pd.Series, where: str, found: Findings) -> bool:
-    ok = True
-    if not _PLAIN_ID.fullmatch(row["id"]):
-        found.problem(where, "id is empty or holds spaces, '#', '/' or '\\'; fix the id")
-        ok = False
-    if row["gender"] not in layout.GENDERS:
-        found.problem(where, f"gender {row['gender']!r} is not one of {', '.join(layout.GENDERS)}; fix the row")
-        ok = False
-    age = row["age"]
-    if not whole_number(age):
-        found.problem(where, f"age {age!r} is not a whole number of years; fix the row")
-        ok = False
-    elif not AGE_RANGE[0] <= int(age) <= AGE_RANGE[1]:
-        found.problem(where, f"age {age} is outside {AGE_RANGE[0]}..{AGE_RANGE[1]}; fix the row")
-        ok = False
-    return ok
+def loader_seed(seed: int, epoch: int) -> int:
+    """The seed of one epoch's shuffle and augmentation streams: new each epoch, the same on every rerun."""
+    return derive_seed(seed, "train-loader", epoch)
 
 
-def _check_unlisted_folders(images: Path, listed: set[str], found: Findings) -> None:
-    for entry in sorted(images.iterdir()):
-        if is_junk(entry.name):
-            continue
-        where = f"{layout.TRAIN_IMAGES}/{entry.name}"
-        if not entry.is_dir():
-            found.problem(where, "unexpected file among the person folders; move it out of the raw dir")
-        elif entry.name not in listed:
-            found.problem(
-                where + "/",
-                f"folder has no row in {layout.TRAIN_CSV}; add its row or move the folder out of the raw dir",
-            )
+def build_train_loader(
+    images: np.ndarray,
+    rows: np.ndarray,
+    targets: Mapping[str, np.ndarray],
+    params: Params,
+    seed: int,
+    epoch: int,
+) -> DataLoader:
+    """The loader of one training epoch (0-based): augmented, shuffled or weighted per train.minority.
 
-
-def _folder_photos(folder: Path, found: Findings) -> list[tuple[str, str]]:
-    """(stem, file name) of each photo present; missing, extra and doubled photos are reported."""
-    where = f"{layout.TRAIN_IMAGES}/{folder.name}"
-    by_stem: dict[str, list[str]] = {}
-    for entry in sorted(folder.iterdir()):
-        if is_junk(entry.name):
-            continue
-        stem, ext = _split_name(entry.name)
-        if entry.is_dir() or stem not in layout.STEM_TO_MASK or ext not in layout.IMAGE_EXTENSIONS:
-            kind = "folder" if entry.is_dir() else "file"
-            found.problem(
-                f"{where}/{entry.name}",
-                f"unexpected {kind}: a person folder holds exactly {', '.join(layout.STEMS)} "
-                f"as {'/'.join(layout.IMAGE_EXTENSIONS)}; remove or rename it",
-            )
-            continue
-        by_stem.setdefault(stem, []).append(entry.name)
-    photos = []
-    for stem in layout.STEMS:
-        names = by_stem.get(stem, [])
-        if not names:
-            found.problem(f"{where}/{stem}.*", "photo missing; restore it from the original data")
-        elif len(names) > 1:
-            found.problem(
-                f"{where}/{stem}.*",
-                f"{len(names)} files for one photo ({', '.join(names)}); keep one, remove the others",
-            )
-        else:
-            photos.append((stem, names[0]))
-    return photos
-
-
-def _split_name(name: str) -> tuple[str, str]:
-    """`mask1.JPG` -> (`mask1`, `.jpg`): extensions come in any case in the real data."""
-    stem, dot, ext = name.rpartition(".")
-    return (stem, f".{ext.lower()}") if dot else (name, "")
-
-
-def _person_ids(rows: list[pd.Series], found: Findings) -> dict[str, str]:
-    """Folder -> person id; an id with several folders gets `#2`, `#3`... on all but its first folder."""
-    folders_of: dict[str, list[str]] = {}
-    for row in rows:
-        folders_of.setdefault(row["id"], []).append(row["path"])
-    persons = {}
-    for person_id, folders in folders_of.items():
-        folders = sorted(folders)
-        for k, folder in enumerate(folders):
-            persons[folder] = person_id if k == 0 else f"{person_id}{PERSON_SEPARATOR}{k + 1}"
-        if len(folders) > 1:
-            named = ", ".join(f"{f} -> person {persons[f]}" for f in folders)
-            found.note("one csv id on several folders, kept as separate people", f"id {person_id}: {named}")
-    return persons
-
-
-# --- eval -------------------------------------------------------------------------------------------------
-
-
-def scan_eval(raw_dir: str | Path) -> Scan:
-    found = Findings()
-    empty = pd.DataFrame(columns=EVAL_INDEX_COLUMNS)
-    images, table = _open_split(Path(raw_dir), layout.EVAL_IMAGES, layout.EVAL_CSV, layout.EVAL_COLUMNS, found)
-    if table is None:
-        return Scan(empty, found)
-
-    on_disk = {e.name: e for e in images.iterdir() if not is_junk(e.name)}
-    first_line: dict[str, str] = {}
-    records = []
-    for index, image_id in table["ImageID"].items():
-        line = csv_line(layout.EVAL_CSV, index)
-        where = f"{line} (ImageID {image_id!r})"
-        if image_id in first_line:
-            found.problem(where, f"duplicate ImageID, also on {first_line[image_id]}; restore the original info.csv")
-            continue
-        first_line[image_id] = line
-        entry = on_disk.get(image_id)
-        if not image_id or "/" in image_id or "\\" in image_id:
-            found.problem(where, "ImageID is not a file name; restore the original info.csv")
-        elif entry is None:
-            found.problem(where, f"no image {layout.EVAL_IMAGES}/{image_id}; restore the image")
-        elif not entry.is_file():
-            found.problem(where, f"{layout.EVAL_IMAGES}/{image_id} is not a file; restore the image")
-        else:
-            records.append({"ImageID": image_id, "file": f"{layout.EVAL_IMAGES}/{image_id}"})
-    for name in sorted(set(on_disk) - set(first_line)):
-        found.problem(
-            f"{layout.EVAL_IMAGES}/{name}",
-            f"not listed in {layout.EVAL_CSV}; move it out of the raw dir (a submission must match info.csv)",
+    `targets` are aligned with `rows`. Batches: (uint8 (B, 3, H, W), {task: int64 (B,)}).
+    """
+    tp = params.train
+    minority = tp.minority
+    # Minority handling belongs to the models that predict its task (the seed resampled old age for the age
+    # model only); a mask-only model of the same experiment trains on the plain data.
+    mode = minority.mode if minority.task in targets else "none"
+    epoch_seed = loader_seed(seed, epoch)
+    augment = build_augment(params.aug.train, derive_seed(epoch_seed, "augment"), "aug.train", images.shape[1:3])
+    minority_augment = None
+    is_copy = None
+    if mode == "resample":
+        rows, targets, is_copy = resample_minority(rows, targets, minority)
+        minority_augment = build_augment(
+            params.aug.minority, derive_seed(epoch_seed, "minority"), "aug.minority", images.shape[1:3]
         )
-    if not records:
-        if not found.problems:
-            found.problem(layout.EVAL_CSV, "no eval images listed; is this the right folder?")
-        return Scan(empty, found)
-    frame = pd.DataFrame.from_records(records)
-    frame.insert(0, "row", range(len(frame)))
-    return Scan(frame[EVAL_INDEX_COLUMNS], found)
+    dataset = CachedDataset(images, rows, targets, augment, minority_augment, is_copy)
+
+    g = generator(epoch_seed)
+    sampler = None
+    if mode == "weighted":
+        weights = balanced_sample_weights(_task_labels(dataset.targets, minority))
+        sampler = WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double), len(dataset), generator=g)
+    return DataLoader(
+        dataset,
+        batch_size=tp.batch_size,
+        shuffle=sampler is None,
+        sampler=sampler,
+        generator=g,
+        num_workers=tp.num_workers,
+        worker_init_fn=worker_init_fn,
+        persistent_workers=False,
+        pin_memory=_pin_memory(tp.device),
+        # A last batch of one sample breaks BatchNorm in training; dropping the remainder costs < 1 batch.
+        drop_last=len(dataset) > tp.batch_size,
+    )
 
 
-def _cap(lines: list[str], limit: int = MESSAGE_LINES) -> str:
-    shown = [f"  {line}" for line in lines[:limit]]
-    if len(lines) > limit:
-        shown.append(f"  ... and {len(lines) - limit} more")
-    return "\n".join(shown)
+def build_eval_loader(
+    images: np.ndarray,
+    rows: np.ndarray,
+    batch_size: int,
+    num_workers: int,
+    targets: Mapping[str, np.ndarray] | None = None,
+) -> DataLoader:
+    """Validation and prediction: rows in the given order, no augmentation. Targets (aligned with rows) optional."""
+    return DataLoader(
+        CachedDataset(images, rows, targets),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        worker_init_fn=worker_init_fn,
+        persistent_workers=False,
+        pin_memory=_pin_memory("auto"),
+    )
+
+
+def _pin_memory(device: str) -> bool:
+    # Page-locked batches make the host-to-GPU copy asynchronous; useless (and a warning) without CUDA.
+    return device != "cpu" and torch.cuda.is_available()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from maskcls.ledger import dvc, git
+from maskcls.vcs import dvc, git
 
 
 def git_files(root: Path = Path(".")) -> list[str]:

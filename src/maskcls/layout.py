@@ -78,6 +78,21 @@ def decode(cls):
     return cls // 6, (cls // 3) % 2, cls % 3
 
 
+def joint_probabilities(p_mask, p_gender, p_age):
+    """Independent task probabilities (N, 3), (N, 2), (N, 3) -> (N, 18) in class order: numpy arrays or tensors.
+
+    The product over the C-order 3x2x3 cube puts (mask, gender, age) at mask * 6 + gender * 3 + age.
+    """
+    joint = p_mask[:, :, None, None] * p_gender[:, None, :, None] * p_age[:, None, None, :]
+    return joint.reshape(len(p_mask), NUM_CLASSES)
+
+
+def task_marginals(p18) -> dict:
+    """(N, 18) probabilities -> {task: (N, size)} marginals; numpy arrays or tensors."""
+    cube = p18.reshape(len(p18), *TASK_SIZES.values())
+    return {"mask": cube.sum((2, 3)), "gender": cube.sum((1, 3)), "age": cube.sum((1, 2))}
+
+
 def person_folder(person_id: str, gender: str, age: int, race: str = "Asian") -> str:
     """Folder name of one train person, e.g. `000001_female_Asian_45`."""
     return f"{person_id}_{gender}_{race}_{age}"

@@ -23,7 +23,7 @@ import pandas as pd
 from maskcls import io, portable
 from maskcls import params as params_mod
 from maskcls.errors import MaskclsError
-from maskcls.recipes import tool_env
+from maskcls.vcs import dvc, git, tool_env
 
 LEDGER = "leaderboard.csv"
 # The machine a row's submission was built on (`maskcls env`): what its bytes depend on beyond code, data and
@@ -46,11 +46,10 @@ COLUMNS = [
 SUBMISSION = "submissions/submission.csv"
 
 
-def git(root: Path, *args: str) -> str:
-    result = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise MaskclsError(f"git {' '.join(args)}: {result.stderr.strip() or 'failed'}")
-    return result.stdout
+def _own_cpu_mode_env() -> dict[str, str]:
+    """`tool_env()` without this process's CPU-mode switches: a child sets its own from the params it reads (and a
+    revision older than portable mode ran native)."""
+    return {k: v for k, v in tool_env().items() if k not in (*portable.SWITCHES, portable.MODE)}
 
 
 def stage_env(root: Path) -> dict[str, str]:
@@ -58,25 +57,16 @@ def stage_env(root: Path) -> dict[str, str]:
 
     The installed package is the main checkout's (an editable install), so without this a worktree of an older
     revision would rebuild its outputs with today's code. The CPU-mode switches of this process are dropped:
-    each stage sets its own from its checkout's params.yaml, and a revision older than portable mode ran native.
+    each stage sets its own from its checkout's params.yaml.
     """
-    env = {k: v for k, v in tool_env().items() if k not in (*portable.SWITCHES, portable.MODE)}
+    env = _own_cpu_mode_env()
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(root).resolve() / "src"), env.get("PYTHONPATH")]))
     return env
 
 
-def dvc(root: Path, *args: str, check: bool = True, capture: bool = False) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [sys.executable, "-m", "dvc", *args],
-        cwd=root,
-        env=stage_env(root),
-        text=True,
-        capture_output=capture,
-        check=False,
-    )
-    if check and result.returncode != 0:
-        raise MaskclsError(f"dvc {' '.join(args)} failed (exit {result.returncode}) in {root}")
-    return result
+def checkout_dvc(root: Path, *args: str, check: bool = True, capture: bool = False) -> subprocess.CompletedProcess:
+    """`dvc ARGS` in the checkout at `root`, its stages running that checkout's code (`stage_env`)."""
+    return dvc(root, *args, check=check, capture=capture, env=stage_env(root))
 
 
 def experiment_rev(root: Path, name: str) -> str:
@@ -108,7 +98,7 @@ def _lock_out(lock: dict, path: str) -> dict:
 
 def cache_dir(root: Path) -> Path:
     """The DVC cache of the repository at `root`, wherever `cache.dir` puts it (a shared cache, say)."""
-    result = dvc(root, "cache", "dir", check=False, capture=True)
+    result = checkout_dvc(root, "cache", "dir", check=False, capture=True)
     if result.returncode != 0 or not result.stdout.strip():
         return Path(root) / ".dvc" / "cache"
     return Path(root, result.stdout.strip()).resolve()
@@ -135,6 +125,15 @@ def read_ledger(root: Path) -> pd.DataFrame:
 # --- the machine behind a row ----------------------------------------------------------------------------------
 
 
+def _holds(root: Path, rev: str, path: str) -> bool:
+    """Whether revision `rev` has a file at `path`."""
+    try:
+        git(root, "cat-file", "-e", f"{rev}:{path}")
+    except MaskclsError:
+        return False
+    return True
+
+
 def environment(root: Path, sha: str) -> dict[str, str]:
     """This machine's fingerprint for building revision `sha`: `maskcls env` under that revision's params.
 
@@ -142,22 +141,15 @@ def environment(root: Path, sha: str) -> dict[str, str]:
     params say, so it is fingerprinted as native.
     """
     data = params_mod._yaml().load(git(root, "show", f"{sha}:params.yaml")) or {}
-    has_portable = (
-        subprocess.run(
-            ["git", "cat-file", "-e", f"{sha}:src/maskcls/portable.py"], cwd=root, capture_output=True, check=False
-        ).returncode
-        == 0
-    )
-    if not has_portable:
+    if not _holds(root, sha, "src/maskcls/portable.py"):
         data["repro"] = {"portable": False}
     with tempfile.TemporaryDirectory(prefix="maskcls-env-") as tmp:
         path = Path(tmp) / "params.yaml"
         params_mod.dump(data, path)
-        env = {k: v for k, v in tool_env().items() if k not in (*portable.SWITCHES, portable.MODE)}
         result = subprocess.run(
             [sys.executable, "-m", "maskcls.cli", "env", "--params", str(path)],
             cwd=root,
-            env=env,
+            env=_own_cpu_mode_env(),
             capture_output=True,
             text=True,
             check=False,
@@ -371,43 +363,12 @@ def check_environment(root: Path, row_id: int) -> Check:
     return Check(recorded, current, env_differences(recorded, current) if recorded else [])
 
 
-def reproduce(root: Path, row_id: int, from_scratch: bool = False, keep: bool = False) -> tuple[bool, str]:
-    """Rebuild a row's submission in a separate worktree; returns (md5 matches, rebuilt md5).
-
-    from_scratch: a new, empty DVC cache for the worktree, no remote, no checkout, and `dvc repro --force
-    --no-run-cache`: every stage computes again, nothing is restored from any cache.
-    """
-    root = Path(root).resolve()
-    row = row_of(root, row_id)
-    work = Path(tempfile.mkdtemp(prefix=f"maskcls-lb{row_id}-"))
-    tree = work / "tree"
-    git(root, "worktree", "add", "--detach", str(tree), row["rev"])
-    try:
-        # Share the main cache (and run-cache) unless asked to recompute everything.
-        cache = work / "cache" if from_scratch else cache_dir(root)
-        dvc(tree, "config", "--local", "cache.dir", str(cache))
-        remote = _default_remote_url(root)
-        if remote and not from_scratch:
-            dvc(tree, "config", "--local", "remote.storage.url", remote)
-            dvc(tree, "pull", "--run-cache", "--quiet", check=False)  # whatever is there saves work
-        if not from_scratch:
-            dvc(tree, "checkout", "--quiet", check=False)  # outputs already cached need no recomputing
-        _link_raw_data(root, tree)
-        dvc(tree, "repro", *(["--no-run-cache", "--force"] if from_scratch else []))
-        rebuilt = md5((tree / SUBMISSION).read_bytes())
-    finally:
-        if not keep:
-            git(root, "worktree", "remove", "--force", str(tree))
-            shutil.rmtree(work, ignore_errors=True)
-    return rebuilt == row["submission_md5"], rebuilt
-
-
 def _default_remote_url(root: Path) -> str | None:
     """The default remote's URL, absolute, so a worktree elsewhere reaches the same storage."""
-    name = dvc(root, "remote", "default", check=False, capture=True).stdout.strip()
+    name = checkout_dvc(root, "remote", "default", check=False, capture=True).stdout.strip()
     if not name:
         return None
-    url = dvc(root, "config", f"remote.{name}.url", check=False, capture=True).stdout.strip()
+    url = checkout_dvc(root, "config", f"remote.{name}.url", check=False, capture=True).stdout.strip()
     if "://" in url or not url:
         return url or None
     return str((root / ".dvc" / url).resolve())
@@ -427,3 +388,34 @@ def _link_raw_data(root: Path, tree: Path) -> None:
     if source.exists():
         (tree / raw).parent.mkdir(parents=True, exist_ok=True)
         (tree / raw).symlink_to(source.resolve())
+
+
+def reproduce(root: Path, row_id: int, from_scratch: bool = False, keep: bool = False) -> tuple[bool, str]:
+    """Rebuild a row's submission in a separate worktree; returns (md5 matches, rebuilt md5).
+
+    from_scratch: a new, empty DVC cache for the worktree, no remote, no checkout, and `dvc repro --force
+    --no-run-cache`: every stage computes again, nothing is restored from any cache.
+    """
+    root = Path(root).resolve()
+    row = row_of(root, row_id)
+    work = Path(tempfile.mkdtemp(prefix=f"maskcls-lb{row_id}-"))
+    tree = work / "tree"
+    git(root, "worktree", "add", "--detach", str(tree), row["rev"])
+    try:
+        # Share the main cache (and run-cache) unless asked to recompute everything.
+        cache = work / "cache" if from_scratch else cache_dir(root)
+        checkout_dvc(tree, "config", "--local", "cache.dir", str(cache))
+        remote = _default_remote_url(root)
+        if remote and not from_scratch:
+            checkout_dvc(tree, "config", "--local", "remote.storage.url", remote)
+            checkout_dvc(tree, "pull", "--run-cache", "--quiet", check=False)  # whatever is there saves work
+        if not from_scratch:
+            checkout_dvc(tree, "checkout", "--quiet", check=False)  # outputs already cached need no recomputing
+        _link_raw_data(root, tree)
+        checkout_dvc(tree, "repro", *(["--no-run-cache", "--force"] if from_scratch else []))
+        rebuilt = md5((tree / SUBMISSION).read_bytes())
+    finally:
+        if not keep:
+            git(root, "worktree", "remove", "--force", str(tree))
+            shutil.rmtree(work, ignore_errors=True)
+    return rebuilt == row["submission_md5"], rebuilt

@@ -9,15 +9,14 @@ f1           1 - macro soft F1 over the batch, from softmax probabilities
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from maskcls.errors import ParamsError
 from maskcls.params import LossSpec
-
-LOSS_NAMES = ("ce", "focal", "smooth", "weighted_ce", "f1")
 
 
 class FocalLoss(nn.Module):
@@ -53,8 +52,11 @@ class SoftF1Loss(nn.Module):
         return 1 - f1.mean()
 
 
-def inverse_frequency_weights(class_counts, num_classes: int) -> list[float]:
-    """Weight ~ 1 / count, scaled to mean 1. An absent class counts as one example rather than dividing by 0."""
+def inverse_frequency_class_weights(class_counts: Sequence[float], num_classes: int) -> list[float]:
+    """One weight per class from training examples per class: ~ 1 / count, scaled to mean 1.
+
+    An absent class counts as one example rather than dividing by 0.
+    """
     counts = np.asarray(class_counts, dtype=np.float64)
     if counts.shape != (num_classes,):
         raise ValueError(f"class_counts: expected {num_classes} counts, got shape {counts.shape}")
@@ -62,29 +64,52 @@ def inverse_frequency_weights(class_counts, num_classes: int) -> list[float]:
     return (weights / weights.mean()).tolist()
 
 
+# --- the registry: loss name -> builder(spec, num_classes, class_counts) ------------------------------------------
+
+
+def _cross_entropy(spec: LossSpec, num_classes: int, class_counts) -> nn.Module:
+    return nn.CrossEntropyLoss()
+
+
+def _focal(spec: LossSpec, num_classes: int, class_counts) -> nn.Module:
+    return FocalLoss(spec.gamma)
+
+
+def _smoothed_cross_entropy(spec: LossSpec, num_classes: int, class_counts) -> nn.Module:
+    return nn.CrossEntropyLoss(label_smoothing=spec.smoothing)
+
+
+def _weighted_cross_entropy(spec: LossSpec, num_classes: int, class_counts) -> nn.Module:
+    """The class weights of params, or else inverse frequency from `class_counts`."""
+    if spec.class_weights is not None:
+        weights = [float(w) for w in spec.class_weights]
+    elif class_counts is None:
+        raise ValueError("loss weighted_ce without class_weights: pass class_counts to weigh by inverse frequency")
+    else:
+        weights = inverse_frequency_class_weights(class_counts, num_classes)
+    return nn.CrossEntropyLoss(weight=torch.tensor(weights))
+
+
+def _soft_f1(spec: LossSpec, num_classes: int, class_counts) -> nn.Module:
+    return SoftF1Loss(num_classes)
+
+
+# Exactly the names of params.LossName: params.yaml is checked against those before any work starts.
+LOSSES: dict[str, Callable[[LossSpec, int, Sequence[float] | None], nn.Module]] = {
+    "ce": _cross_entropy,
+    "focal": _focal,
+    "smooth": _smoothed_cross_entropy,
+    "weighted_ce": _weighted_cross_entropy,
+    "f1": _soft_f1,
+}
+
+
 def build_loss(spec: LossSpec, num_classes: int, class_counts=None) -> nn.Module:
     """The loss `spec` names for a head with `num_classes` outputs.
 
     `class_counts` (training examples per class) is only read by weighted_ce without explicit class_weights.
     """
-    if spec.name == "ce":
-        return nn.CrossEntropyLoss()
-    if spec.name == "focal":
-        return FocalLoss(spec.gamma)
-    if spec.name == "smooth":
-        return nn.CrossEntropyLoss(label_smoothing=spec.smoothing)
-    if spec.name == "weighted_ce":
-        return nn.CrossEntropyLoss(weight=torch.tensor(_class_weights(spec, num_classes, class_counts)))
-    if spec.name == "f1":
-        return SoftF1Loss(num_classes)
-    raise ParamsError(f"loss '{spec.name}': must be one of {', '.join(LOSS_NAMES)}")
-
-
-def _class_weights(spec: LossSpec, num_classes: int, class_counts) -> list[float]:
-    if spec.class_weights is not None:
-        return [float(w) for w in spec.class_weights]
-    if class_counts is None:
-        raise ParamsError(
-            "loss weighted_ce: give class_weights, or train with labels so they can be computed from class counts"
-        )
-    return inverse_frequency_weights(class_counts, num_classes)
+    builder = LOSSES.get(spec.name)
+    if builder is None:  # unreachable from params.yaml, whose loss names are checked when it is read
+        raise ValueError(f"no loss named {spec.name!r}; the losses are {', '.join(LOSSES)}")
+    return builder(spec, num_classes, class_counts)

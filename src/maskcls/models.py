@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from maskcls import artifacts, layout
 from maskcls.errors import MaskclsError, ParamsError
 from maskcls.layout import HEAD_OUTPUTS, NUM_CLASSES, TASK_SIZES, TASKS
 from maskcls.params import LossSpec, ModelSpec, Params, to_dict
@@ -48,18 +49,6 @@ OFFLINE_STD = (0.5, 0.5, 0.5)
 # --- label algebra ---------------------------------------------------------------------------------------
 
 
-def class18_from_tasks(p_mask: Tensor, p_gender: Tensor, p_age: Tensor) -> Tensor:
-    """Independent task probabilities -> (N, 18) joint, index mask*6 + gender*3 + age (C order of 3x2x3)."""
-    joint = p_mask[:, :, None, None] * p_gender[:, None, :, None] * p_age[:, None, None, :]
-    return joint.reshape(len(p_mask), NUM_CLASSES)
-
-
-def tasks_from_class18(p18: Tensor) -> dict[str, Tensor]:
-    """(N, 18) probabilities -> per-task marginals."""
-    cube = p18.reshape(len(p18), TASK_SIZES["mask"], TASK_SIZES["gender"], TASK_SIZES["age"])
-    return {"mask": cube.sum((2, 3)), "gender": cube.sum((1, 3)), "age": cube.sum((1, 2))}
-
-
 def _softmax(logits: Tensor) -> Tensor:
     # Under autocast the logits may be bf16/fp16; probabilities that must sum to 1 are computed in float32.
     return F.softmax(logits.float(), dim=-1)
@@ -80,8 +69,7 @@ def _fusion_layer() -> nn.Linear:
         fuse.weight.zero_()
         fuse.bias.zero_()
         for cls in range(NUM_CLASSES):
-            labels = {"mask": cls // 6, "gender": (cls // 3) % 2, "age": cls % 3}
-            for task, label in labels.items():
+            for task, label in zip(TASKS, layout.decode(cls), strict=True):
                 fuse.weight[cls, offsets[task] + label] = 1.0
     return fuse
 
@@ -140,10 +128,10 @@ class MaskModel(nn.Module):
         if head in ("single", "fused"):
             # fused: its marginals come from the fused 18-way output, so all four agree
             p18 = _softmax(outputs["class18"])
-            return {**tasks_from_class18(p18), "class18": p18}
+            return {**layout.task_marginals(p18), "class18": p18}
         probs = {task: _softmax(outputs[task]) for task in self.output_keys}
         if head in ("multihead", "sequential"):
-            probs["class18"] = class18_from_tasks(probs["mask"], probs["gender"], probs["age"])
+            probs["class18"] = layout.joint_probabilities(probs["mask"], probs["gender"], probs["age"])
         return probs
 
     def no_weight_decay(self) -> set[str]:
@@ -366,3 +354,11 @@ def model_from_checkpoint(obj: dict | str | Path) -> MaskModel:
     model.data_config = dict(obj["data_config"])
     model.load_state_dict(obj["state_dict"])
     return model
+
+
+def load_trained(model_dir: Path) -> MaskModel:
+    """The model a train stage wrote to `model_dir` (CPU, eval mode); `.data_config` is the one it trained with."""
+    path = Path(model_dir) / artifacts.MODEL_FILE
+    if not path.exists():
+        raise MaskclsError(f"{path}: no trained model; run `maskcls train` (or `dvc repro`) for it first")
+    return model_from_checkpoint(path).eval()

@@ -1,44 +1,35 @@
-"""Optimizer and learning-rate schedule from `TrainParams`.
+"""Optimizer and learning-rate schedule from `TrainParams`, each built by the registered builder of its name.
 
 The schedule object hides which torch scheduler runs underneath: the training loop calls `step_batch()` after
 every optimizer step and `step_epoch(val_f1)` after every epoch, and saves `state_dict()` in its resumable
 checkpoint, so a resumed run follows the same learning rates as an uninterrupted one.
+
+Names and combinations (warmup only with cosine, decay factor, step size, patience) are checked with the rest of
+params.yaml before any work starts: see maskcls.params.check.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from timm.optim import create_optimizer_v2
 from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR, ReduceLROnPlateau, StepLR
 
-from maskcls.errors import MaskclsError, ParamsError
+from maskcls.errors import MaskclsError
 from maskcls.params import TrainParams
 
-OPTIMIZERS = ("adam", "adamw", "sgd", "adamp", "radam")
-SCHEDULERS = ("none", "plateau", "cosine", "step")
+
+def _registered(registry: dict[str, Callable], name: str, what: str) -> Callable:
+    builder = registry.get(name)
+    if builder is None:  # unreachable from params.yaml, whose names are checked when it is read
+        raise ValueError(f"no {what} named {name!r}; the {what}s are {', '.join(registry)}")
+    return builder
 
 
-def build_optimizer(model: nn.Module, train: TrainParams) -> Optimizer:
-    """Biases and normalisation weights (every 1-d parameter) get no weight decay.
-
-    Decaying them only pulls BatchNorm scales towards 0 and buys no regularisation. `sgd` is Nesterov SGD
-    with `train.momentum`. Parameters with requires_grad=False are left out, as timm does.
-    """
-    if train.optimizer not in OPTIMIZERS:
-        raise ParamsError(f"train.optimizer '{train.optimizer}': must be one of {', '.join(OPTIMIZERS)}")
-    return create_optimizer_v2(
-        model,
-        opt=train.optimizer,  # timm's names: sgd is Nesterov momentum SGD, adamp is timm's AdamP
-        lr=train.lr,
-        weight_decay=train.weight_decay,
-        momentum=train.momentum,
-        filter_bias_and_bn=True,
-        **cpu_kernel(model, train.optimizer),
-    )
-
+# --- optimizers -------------------------------------------------------------------------------------------------
 
 # Adam and AdamW on the CPU run torch's fused kernel: the same update, one ATen kernel per parameter whose
 # square root is the processor's own instruction (IEEE, correctly rounded, so the same bits on every CPU). The
@@ -56,6 +47,45 @@ def cpu_kernel(model: nn.Module, optimizer: str) -> dict:
     if optimizer in FUSED_ON_CPU and trained and all(p.device.type == "cpu" for p in trained):
         return {"fused": True}
     return {}
+
+
+def _timm_optimizer(name: str) -> Callable[[nn.Module, TrainParams], Optimizer]:
+    """The builder of timm's optimizer `name` (timm's names: sgd is Nesterov momentum SGD, adamp is timm's AdamP)."""
+
+    def build(model: nn.Module, train: TrainParams) -> Optimizer:
+        return create_optimizer_v2(
+            model,
+            opt=name,
+            lr=train.lr,
+            weight_decay=train.weight_decay,
+            momentum=train.momentum,
+            filter_bias_and_bn=True,
+            **cpu_kernel(model, name),
+        )
+
+    return build
+
+
+# Optimizer name -> builder(model, train), exactly the names of params.OptimizerName.
+OPTIMIZERS: dict[str, Callable[[nn.Module, TrainParams], Optimizer]] = {
+    "adam": _timm_optimizer("adam"),
+    "adamw": _timm_optimizer("adamw"),
+    "sgd": _timm_optimizer("sgd"),
+    "adamp": _timm_optimizer("adamp"),
+    "radam": _timm_optimizer("radam"),
+}
+
+
+def build_optimizer(model: nn.Module, train: TrainParams) -> Optimizer:
+    """Biases and normalisation weights (every 1-d parameter) get no weight decay.
+
+    Decaying them only pulls BatchNorm scales towards 0 and buys no regularisation. `sgd` is Nesterov SGD
+    with `train.momentum`. Parameters with requires_grad=False are left out, as timm does.
+    """
+    return _registered(OPTIMIZERS, train.optimizer, "optimizer")(model, train)
+
+
+# --- learning-rate schedules ------------------------------------------------------------------------------------
 
 
 def warmup_cosine(warmup_steps: int, total_steps: int):
@@ -115,20 +145,36 @@ class Schedule:
             group["lr"] = lr
 
 
+def _constant_schedule(optimizer: Optimizer, train: TrainParams, steps_per_epoch: int) -> Schedule:
+    return Schedule(optimizer, "none")
+
+
+def _plateau_schedule(optimizer: Optimizer, train: TrainParams, steps_per_epoch: int) -> Schedule:
+    # the metric is validation macro F1, so higher is better
+    return Schedule(
+        optimizer, "plateau", ReduceLROnPlateau(optimizer, mode="max", factor=train.gamma, patience=train.patience)
+    )
+
+
+def _cosine_schedule(optimizer: Optimizer, train: TrainParams, steps_per_epoch: int) -> Schedule:
+    factor = warmup_cosine(train.warmup_epochs * steps_per_epoch, train.epochs * steps_per_epoch)
+    return Schedule(optimizer, "cosine", LambdaLR(optimizer, factor), per_batch=True)
+
+
+def _step_schedule(optimizer: Optimizer, train: TrainParams, steps_per_epoch: int) -> Schedule:
+    return Schedule(optimizer, "step", StepLR(optimizer, step_size=train.step_size, gamma=train.gamma))
+
+
+# Scheduler name -> builder(optimizer, train, steps_per_epoch), exactly the names of params.SchedulerName.
+SCHEDULERS: dict[str, Callable[[Optimizer, TrainParams, int], Schedule]] = {
+    "none": _constant_schedule,
+    "plateau": _plateau_schedule,
+    "cosine": _cosine_schedule,
+    "step": _step_schedule,
+}
+
+
 def build_scheduler(optimizer: Optimizer, train: TrainParams, steps_per_epoch: int) -> Schedule:
-    # The combinations (warmup only with cosine, decay factor, step size, patience) are checked with the rest
-    # of params.yaml before any work starts: see maskcls.params.check.
-    kind = train.scheduler
     if steps_per_epoch < 1:
         raise ValueError(f"steps_per_epoch must be at least 1, got {steps_per_epoch}")
-    if kind == "none":
-        return Schedule(optimizer, kind)
-    if kind == "cosine":
-        factor = warmup_cosine(train.warmup_epochs * steps_per_epoch, train.epochs * steps_per_epoch)
-        return Schedule(optimizer, kind, LambdaLR(optimizer, factor), per_batch=True)
-    if kind == "step":
-        return Schedule(optimizer, kind, StepLR(optimizer, step_size=train.step_size, gamma=train.gamma))
-    # plateau: the metric is validation macro F1, so higher is better
-    return Schedule(
-        optimizer, kind, ReduceLROnPlateau(optimizer, mode="max", factor=train.gamma, patience=train.patience)
-    )
+    return _registered(SCHEDULERS, train.scheduler, "scheduler")(optimizer, train, steps_per_epoch)

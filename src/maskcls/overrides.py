@@ -21,42 +21,19 @@ from pathlib import Path
 import pandas as pd
 
 from maskcls import layout
-from maskcls.dataset import AGE_RANGE, whole_number
-from maskcls.errors import DataError, ParamsError
+from maskcls.errors import DataError
+from maskcls.scan import AGE_RANGE, whole_number
 
 COLUMNS = ["person", "field", "value", "set", "note"]
 FIELDS = ("gender", "age", "mask_swap")
-MODES = {"off": (), "core": ("core",), "all": ("core", "disputed")}  # mode -> sets applied
 SETS = ("core", "disputed")
+# relabel_age.overrides -> the sets it applies; exactly the modes of params.OverridesMode.
+SETS_BY_MODE = {"off": (), "core": ("core",), "all": ("core", "disputed")}
 TOGGLE = "toggle"
 
 
 def default_path() -> Path:
     return Path(str(resources.files("maskcls") / "resources" / "overrides.csv"))
-
-
-def load(path: str | Path | None = None) -> pd.DataFrame:
-    """The overrides table, every row checked; DataError names the first bad line."""
-    path = Path(path) if path is not None else default_path()
-    table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    check(table, str(path))
-    return table
-
-
-def check(table: pd.DataFrame, source: str = "overrides") -> None:
-    missing = [c for c in COLUMNS if c not in table.columns]
-    if missing:
-        raise DataError(f"{source}: missing column(s) {', '.join(missing)}; the header is {','.join(COLUMNS)}")
-    seen: dict[tuple[str, str], int] = {}
-    for index, row in table.reset_index(drop=True).iterrows():
-        line = index + 2  # the header is line 1
-        problem = _row_problem(row)
-        key = (row["person"], row["field"])
-        if problem is None and key in seen:
-            problem = f"a second {row['field']} fix for {row['person']} (line {seen[key]}); keep one"
-        if problem:
-            raise DataError(f"{source} line {line}: {problem}")
-        seen[key] = line
 
 
 def _row_problem(row: pd.Series) -> str | None:
@@ -78,27 +55,28 @@ def _row_problem(row: pd.Series) -> str | None:
     return None
 
 
-def apply(frame: pd.DataFrame, mode: str, overrides: str | Path | pd.DataFrame | None = None) -> pd.DataFrame:
-    """A copy of the train index with the fixes of `mode` (off | core | all) applied.
+def check(table: pd.DataFrame, source: str = "overrides") -> None:
+    missing = [c for c in COLUMNS if c not in table.columns]
+    if missing:
+        raise DataError(f"{source}: missing column(s) {', '.join(missing)}; the header is {','.join(COLUMNS)}")
+    seen: dict[tuple[str, str], int] = {}
+    for index, row in table.reset_index(drop=True).iterrows():
+        line = index + 2  # the header is line 1
+        problem = _row_problem(row)
+        key = (row["person"], row["field"])
+        if problem is None and key in seen:
+            problem = f"a second {row['field']} fix for {row['person']} (line {seen[key]}); keep one"
+        if problem:
+            raise DataError(f"{source} line {line}: {problem}")
+        seen[key] = line
 
-    `frame` needs the columns person, stem, mask, gender, age (labels as in the index). `overrides` is a path
-    or an already loaded table; by default the packaged table.
-    """
-    if mode not in MODES:
-        raise ParamsError(f"relabel_age.overrides: {mode!r} is not one of {', '.join(MODES)}")
-    out = frame.copy()
-    if mode == "off":
-        return out
-    if isinstance(overrides, pd.DataFrame):
-        table = overrides
-        check(table)
-    else:
-        table = load(overrides)
-    for _, fix in table[table["set"].isin(MODES[mode])].iterrows():
-        rows = out["person"] == fix["person"]
-        if rows.any():
-            _apply_one(out, rows, fix["field"], fix["value"])
-    return out
+
+def load(path: str | Path | None = None) -> pd.DataFrame:
+    """The overrides table, every row checked; DataError names the first bad line."""
+    path = Path(path) if path is not None else default_path()
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    check(table, str(path))
+    return table
 
 
 def _apply_one(out: pd.DataFrame, rows: pd.Series, field: str, value: str) -> None:
@@ -114,3 +92,26 @@ def _apply_one(out: pd.DataFrame, rows: pd.Series, field: str, value: str) -> No
         # The photo saved as `first` shows what `second` should: each takes the other's label.
         out.loc[rows & (out["stem"] == first), "mask"] = layout.STEM_TO_MASK[second]
         out.loc[rows & (out["stem"] == second), "mask"] = layout.STEM_TO_MASK[first]
+
+
+def apply(frame: pd.DataFrame, mode: str, overrides: str | Path | pd.DataFrame | None = None) -> pd.DataFrame:
+    """A copy of the train index with the fixes of `mode` (off | core | all) applied.
+
+    `frame` needs the columns person, stem, mask, gender, age (labels as in the index). `overrides` is a path
+    or an already loaded table; by default the packaged table.
+    """
+    if mode not in SETS_BY_MODE:  # unreachable from params.yaml, whose relabel_age.overrides is checked when it is read
+        raise ValueError(f"no overrides mode {mode!r}; the modes are {', '.join(SETS_BY_MODE)}")
+    out = frame.copy()
+    if mode == "off":
+        return out
+    if isinstance(overrides, pd.DataFrame):
+        table = overrides
+        check(table)
+    else:
+        table = load(overrides)
+    for _, fix in table[table["set"].isin(SETS_BY_MODE[mode])].iterrows():
+        rows = out["person"] == fix["person"]
+        if rows.any():
+            _apply_one(out, rows, fix["field"], fix["value"])
+    return out

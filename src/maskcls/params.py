@@ -2,7 +2,8 @@
 
 params.yaml is the only source of settings. It is read with a YAML 1.2 loader, so `1e-4` is a number
 (PyYAML's YAML 1.1 would make it a string). Unknown keys, wrong types and impossible combinations are
-rejected with the offending key named and, for typos, the closest valid key suggested.
+rejected with the offending key named and, for typos, the closest valid key suggested. Every check of a value
+lives here; the code that builds losses, optimizers, schedules and label fixes from these values trusts them.
 """
 
 from __future__ import annotations
@@ -25,6 +26,12 @@ from maskcls.layout import HEAD_OUTPUTS, IMAGE_SIZE, NUM_LABELS, OLD_FROM, YOUNG
 HeadType = Literal["single", "fused", "multihead", "sequential", "mask", "gender", "age"]
 # Heads that predict all three factors; the others are per-task models.
 ALL_TASK_HEADS = ("single", "fused", "multihead", "sequential")
+# The names maskcls.losses.LOSSES, maskcls.optim.OPTIMIZERS and SCHEDULERS, and maskcls.overrides.SETS_BY_MODE
+# register (a test holds them equal): an unknown name is refused here, naming its key, before any work starts.
+LossName = Literal["ce", "focal", "smooth", "weighted_ce", "f1"]
+OptimizerName = Literal["adam", "adamw", "sgd", "adamp", "radam"]
+SchedulerName = Literal["none", "plateau", "cosine", "step"]
+OverridesMode = Literal["off", "core", "all"]  # label-noise fixes: none, published core list, + disputed
 
 
 @dataclass(frozen=True)
@@ -42,7 +49,7 @@ class SynthParams:
 @dataclass(frozen=True)
 class RelabelParams:
     old_from: int = 58  # training targets: age >= old_from is "old" (the competition uses 60; 58 is the seed's filter)
-    overrides: Literal["off", "core", "all"] = "core"  # label-noise fixes: none, published core list, + disputed
+    overrides: OverridesMode = "core"
 
 
 @dataclass(frozen=True)
@@ -69,7 +76,7 @@ class CacheParams:
 
 @dataclass(frozen=True)
 class LossSpec:
-    name: Literal["ce", "focal", "smooth", "weighted_ce", "f1"] = "ce"
+    name: LossName = "ce"
     gamma: float = 2.0  # focal
     smoothing: float = 0.1  # smooth
     class_weights: list[float] | None = None  # weighted_ce; None -> inverse frequency from the training labels
@@ -119,9 +126,9 @@ class TrainParams:
     batch_size: int = 32
     lr: float = 1e-3
     weight_decay: float = 1e-4
-    optimizer: Literal["adam", "adamw", "sgd", "adamp", "radam"] = "adamw"
+    optimizer: OptimizerName = "adamw"
     momentum: float = 0.9
-    scheduler: Literal["none", "plateau", "cosine", "step"] = "cosine"
+    scheduler: SchedulerName = "cosine"
     warmup_epochs: int = 0
     step_size: int = 3
     gamma: float = 0.1  # step / plateau decay factor
@@ -165,113 +172,6 @@ class ReproParams:
     # measured speed cost (docs/reproducibility.md). false: this machine's fastest kernels, bytes hold on this
     # CPU model only. CPU kernels only; GPU kernels are unaffected.
     portable: bool = True
-
-
-@dataclass(frozen=True)
-class Params:
-    seed: int = 42
-    data: DataParams = field(default_factory=DataParams)
-    synth: SynthParams = field(default_factory=SynthParams)
-    relabel_age: RelabelParams = field(default_factory=RelabelParams)
-    split: SplitParams = field(default_factory=SplitParams)
-    cache: CacheParams = field(default_factory=CacheParams)
-    models: dict[str, ModelSpec] = field(default_factory=lambda: {"multihead": ModelSpec()})
-    aug: AugParams = field(default_factory=AugParams)
-    train: TrainParams = field(default_factory=TrainParams)
-    predict: PredictParams = field(default_factory=PredictParams)
-    ensemble: EnsembleParams = field(default_factory=EnsembleParams)
-    repro: ReproParams = field(default_factory=ReproParams)
-
-    def model(self, name: str) -> ModelSpec:
-        if name not in self.models:
-            raise ParamsError(f"models.{name}: no such model; defined: {', '.join(sorted(self.models))}")
-        return self.models[name]
-
-    def train_for(self, name: str) -> TrainParams:
-        """`train` with `models.<name>.train` laid over it: the settings that model trains with."""
-        return resolve_train(self.train, self.model(name).train, f"models.{name}.train")
-
-    def for_model(self, name: str) -> Params:
-        """These params as model `name`'s training sees them (its overrides resolved into `train`)."""
-        return dataclasses.replace(self, train=self.train_for(name))
-
-
-# Keys of `train` that a model may not override: the pipeline's matrix (models, folds) and the runtime that
-# predict shares with train (device, threads).
-SHARED_TRAIN_KEYS = ("models", "folds", "device", "threads")
-
-
-def _merged(base: dict, over: dict) -> dict:
-    out = dict(base)
-    for key, value in over.items():
-        out[key] = _merged(out[key], value) if isinstance(out.get(key), dict) and isinstance(value, dict) else value
-    return out
-
-
-def resolve_train(train: TrainParams, overrides: dict, where: str, source: str = "params") -> TrainParams:
-    for key in overrides:
-        if key in SHARED_TRAIN_KEYS:
-            raise _err(source, f"{where}.{key}", f"set for all models under train.{key}, not per model")
-    if not overrides:
-        return train
-    return _build(TrainParams, _merged(to_dict(train), overrides), path=where, source=source)
-
-
-def _yaml() -> YAML:
-    yaml = YAML(typ="safe", pure=True)
-    yaml.version = (1, 2)
-    return yaml
-
-
-def read_yaml(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.exists():
-        raise ParamsError(f"{path}: not found; run from the repository root or pass --params")
-    with path.open() as fh:
-        data = _yaml().load(fh)
-    return data or {}
-
-
-def load(path: str | Path = "params.yaml") -> Params:
-    """Read and check params.yaml."""
-    return from_dict(read_yaml(path), source=str(path))
-
-
-def from_dict(data: dict, source: str = "params") -> Params:
-    params = _build(Params, data, path="", source=source)
-    check(params, source)
-    return params
-
-
-def to_dict(params) -> dict:
-    """Plain data again (tuples as lists), e.g. to write a shrunk params.yaml."""
-
-    def plain(value):
-        if isinstance(value, AugSpec):  # written back in the flat form params.yaml uses
-            return {"name": value.name, **plain(value.kwargs)}
-        if dataclasses.is_dataclass(value):
-            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-        if isinstance(value, dict):
-            return {k: plain(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [plain(v) for v in value]
-        return value
-
-    return plain(params)
-
-
-def digest(params) -> str:
-    """Stable short hash of resolved params (defaults included): a Params, one section, or plain data."""
-    data = params if isinstance(params, dict) else to_dict(params)
-    text = json.dumps(to_dict(data), sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def dump(data: dict, path: str | Path) -> None:
-    yaml = YAML()
-    yaml.default_flow_style = False
-    with Path(path).open("w") as fh:
-        yaml.dump(data, fh)
 
 
 # --- building and type checking --------------------------------------------------------------------------
@@ -358,78 +258,83 @@ def _build(tp, value, path: str, source: str):
     raise TypeError(f"unsupported params type {tp!r} at {path}")
 
 
+def to_dict(params) -> dict:
+    """Plain data again (tuples as lists), e.g. to write a shrunk params.yaml."""
+
+    def plain(value):
+        if isinstance(value, AugSpec):  # written back in the flat form params.yaml uses
+            return {"name": value.name, **plain(value.kwargs)}
+        if dataclasses.is_dataclass(value):
+            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [plain(v) for v in value]
+        return value
+
+    return plain(params)
+
+
+# --- per-model training settings ------------------------------------------------------------------------------
+
+
+# Keys of `train` that a model may not override: the pipeline's matrix (models, folds) and the runtime that
+# predict shares with train (device, threads).
+SHARED_TRAIN_KEYS = ("models", "folds", "device", "threads")
+
+
+def _merged(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merged(out[key], value) if isinstance(out.get(key), dict) and isinstance(value, dict) else value
+    return out
+
+
+def resolve_train(train: TrainParams, overrides: dict, where: str, source: str = "params") -> TrainParams:
+    """`train` with one model's `overrides` merged into it, built and checked as the section `where`."""
+    for key in overrides:
+        if key in SHARED_TRAIN_KEYS:
+            raise _err(source, f"{where}.{key}", f"set for all models under train.{key}, not per model")
+    if not overrides:
+        return train
+    return _build(TrainParams, _merged(to_dict(train), overrides), path=where, source=source)
+
+
+# --- the whole file ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Params:
+    seed: int = 42
+    data: DataParams = field(default_factory=DataParams)
+    synth: SynthParams = field(default_factory=SynthParams)
+    relabel_age: RelabelParams = field(default_factory=RelabelParams)
+    split: SplitParams = field(default_factory=SplitParams)
+    cache: CacheParams = field(default_factory=CacheParams)
+    models: dict[str, ModelSpec] = field(default_factory=lambda: {"multihead": ModelSpec()})
+    aug: AugParams = field(default_factory=AugParams)
+    train: TrainParams = field(default_factory=TrainParams)
+    predict: PredictParams = field(default_factory=PredictParams)
+    ensemble: EnsembleParams = field(default_factory=EnsembleParams)
+    repro: ReproParams = field(default_factory=ReproParams)
+
+    def model(self, name: str) -> ModelSpec:
+        if name not in self.models:
+            raise ParamsError(f"models.{name}: no such model; defined: {', '.join(sorted(self.models))}")
+        return self.models[name]
+
+    def train_for(self, name: str) -> TrainParams:
+        """`train` with `models.<name>.train` laid over it: the settings that model trains with."""
+        return resolve_train(self.train, self.model(name).train, f"models.{name}.train")
+
+    def for_model(self, name: str) -> Params:
+        """These params as model `name`'s training sees them (its overrides resolved into `train`)."""
+        return dataclasses.replace(self, train=self.train_for(name))
+
+
 # --- cross-field checks -------------------------------------------------------------------------------------
-
-
-def check(p: Params, source: str = "params") -> None:
-    """Combinations that no single type can rule out."""
-
-    def bad(key: str, message: str):
-        raise _err(source, key, message)
-
-    for name, spec in p.models.items():
-        allowed = HEAD_OUTPUTS[spec.head]
-        for key in (*spec.losses, *spec.head_weights):
-            if key not in allowed:
-                bad(f"models.{name}", f"head '{spec.head}' has no output '{key}'; it has {', '.join(sorted(allowed))}")
-    for name in p.train.models:
-        if name not in p.models:
-            close = difflib.get_close_matches(name, list(p.models), n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
-            bad("train.models", f"'{name}' is not defined under models{hint}")
-    if not p.train.models:
-        bad("train.models", "at least one model must be trained")
-    if len(set(p.train.models)) != len(p.train.models):
-        bad("train.models", "a model is listed twice")
-    n_folds = p.split.n_folds if p.split.method == "kfold" else 1
-    if p.split.method == "kfold" and p.split.n_folds < 2:
-        bad("split.n_folds", "k-fold needs at least 2 folds (use split.method: holdout for one)")
-    if not 0 < p.split.holdout_ratio < 1:
-        bad("split.holdout_ratio", "must be between 0 and 1")
-    for fold in p.train.folds:
-        if not 0 <= fold < n_folds:
-            bad("train.folds", f"fold {fold} does not exist: the split has folds 0..{n_folds - 1}")
-    if not p.train.folds or len(set(p.train.folds)) != len(p.train.folds):
-        bad("train.folds", "list each fold once, at least one")
-    old_from = p.relabel_age.old_from
-    if not YOUNG_BELOW < old_from <= OLD_FROM:
-        bad(
-            "relabel_age.old_from",
-            f"{old_from} leaves no middle age band or widens it past the competition's; "
-            f"use {YOUNG_BELOW + 1}..{OLD_FROM}",
-        )
-    for name, spec in p.models.items():
-        if name == "truth" or not name.strip() or name.startswith(".") or "/" in name or "\\" in name:
-            bad(
-                f"models.{name}",
-                f"the name becomes data/labels/{name}.csv; rename the model (letters, digits, - and _; not 'truth')",
-            )
-        for key, loss in spec.losses.items():
-            _check_loss(loss, f"models.{name}.losses.{key}", NUM_LABELS[key], bad)
-    (ref_h, ref_w), (h, w) = IMAGE_SIZE, p.cache.crop_size
-    if not (0 < h <= ref_h and 0 < w <= ref_w):
-        bad("cache.crop_size", f"{h}x{w} must fit inside the {ref_h}x{ref_w} photo")
-    if not all(0.0 <= c <= 1.0 for c in p.cache.crop_center):
-        bad("cache.crop_center", f"{list(p.cache.crop_center)} must be fractions of the photo (0..1)")
-    _check_train(p.train, "train", bad)
-    for name, spec in p.models.items():
-        if spec.train:
-            where = f"models.{name}.train"
-            _check_train(resolve_train(p.train, spec.train, where, source), where, bad)
-    if p.cache.height < 8 or p.cache.width < 8:
-        bad("cache", "height and width must be at least 8 pixels")
-    if not p.predict.tta:
-        bad("predict.tta", "list at least one view, e.g. [none]")
-    _check_ensemble(p, bad)
-    per_task = {p.models[m].head for m in p.train.models} & {"mask", "gender", "age"}
-    has_all_task = any(p.models[m].head in ALL_TASK_HEADS for m in p.train.models)
-    if per_task and per_task != {"mask", "gender", "age"} and not has_all_task:
-        missing = {"mask", "gender", "age"} - per_task
-        bad(
-            "train.models",
-            f"per-task models need all three tasks (or an all-task model) to make 18 classes; "
-            f"missing {', '.join(sorted(missing))}",
-        )
+# Ranges and combinations that no single type can rule out, one function per section. Each gets `bad(key, message)`,
+# which raises the ParamsError naming the key.
 
 
 def _check_loss(spec: LossSpec, where: str, num_classes: int, bad) -> None:
@@ -443,6 +348,81 @@ def _check_loss(spec: LossSpec, where: str, num_classes: int, bad) -> None:
             bad(f"{where}.class_weights", f"has {len(weights)} values, the head has {num_classes} classes")
         if any(w < 0 for w in weights) or not any(w > 0 for w in weights):
             bad(f"{where}.class_weights", "must be 0 or more, and not all 0")
+
+
+def _check_models(models: dict[str, ModelSpec], bad) -> None:
+    """Each model's name (it names a file), the outputs its losses and head weights refer to, and its losses."""
+    for name, spec in models.items():
+        if name == "truth" or not name.strip() or name.startswith(".") or "/" in name or "\\" in name:
+            bad(
+                f"models.{name}",
+                f"the name becomes data/labels/{name}.csv; rename the model (letters, digits, - and _; not 'truth')",
+            )
+        allowed = HEAD_OUTPUTS[spec.head]
+        for key in (*spec.losses, *spec.head_weights):
+            if key not in allowed:
+                bad(f"models.{name}", f"head '{spec.head}' has no output '{key}'; it has {', '.join(sorted(allowed))}")
+        for key, loss in spec.losses.items():
+            _check_loss(loss, f"models.{name}.losses.{key}", NUM_LABELS[key], bad)
+
+
+def _check_trained_models(p: Params, bad) -> None:
+    """train.models: defined under models, each once, and together able to make the 18 classes."""
+    for name in p.train.models:
+        if name not in p.models:
+            close = difflib.get_close_matches(name, list(p.models), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            bad("train.models", f"'{name}' is not defined under models{hint}")
+    if not p.train.models:
+        bad("train.models", "at least one model must be trained")
+    if len(set(p.train.models)) != len(p.train.models):
+        bad("train.models", "a model is listed twice")
+    per_task = {p.models[m].head for m in p.train.models} & {"mask", "gender", "age"}
+    has_all_task = any(p.models[m].head in ALL_TASK_HEADS for m in p.train.models)
+    if per_task and per_task != {"mask", "gender", "age"} and not has_all_task:
+        missing = {"mask", "gender", "age"} - per_task
+        bad(
+            "train.models",
+            f"per-task models need all three tasks (or an all-task model) to make 18 classes; "
+            f"missing {', '.join(sorted(missing))}",
+        )
+
+
+def _check_split(split: SplitParams, bad) -> None:
+    if split.method == "kfold" and split.n_folds < 2:
+        bad("split.n_folds", "k-fold needs at least 2 folds (use split.method: holdout for one)")
+    if not 0 < split.holdout_ratio < 1:
+        bad("split.holdout_ratio", "must be between 0 and 1")
+
+
+def _check_folds(folds: list[int], split: SplitParams, bad) -> None:
+    """train.folds: folds the split makes, each once."""
+    n_folds = split.n_folds if split.method == "kfold" else 1
+    for fold in folds:
+        if not 0 <= fold < n_folds:
+            bad("train.folds", f"fold {fold} does not exist: the split has folds 0..{n_folds - 1}")
+    if not folds or len(set(folds)) != len(folds):
+        bad("train.folds", "list each fold once, at least one")
+
+
+def _check_relabel(relabel: RelabelParams, bad) -> None:
+    old_from = relabel.old_from
+    if not YOUNG_BELOW < old_from <= OLD_FROM:
+        bad(
+            "relabel_age.old_from",
+            f"{old_from} leaves no middle age band or widens it past the competition's; "
+            f"use {YOUNG_BELOW + 1}..{OLD_FROM}",
+        )
+
+
+def _check_cache(cache: CacheParams, bad) -> None:
+    (ref_h, ref_w), (h, w) = IMAGE_SIZE, cache.crop_size
+    if not (0 < h <= ref_h and 0 < w <= ref_w):
+        bad("cache.crop_size", f"{h}x{w} must fit inside the {ref_h}x{ref_w} photo")
+    if not all(0.0 <= c <= 1.0 for c in cache.crop_center):
+        bad("cache.crop_center", f"{list(cache.crop_center)} must be fractions of the photo (0..1)")
+    if cache.height < 8 or cache.width < 8:
+        bad("cache", "height and width must be at least 8 pixels")
 
 
 def _check_train(t: TrainParams, where: str, bad) -> None:
@@ -470,6 +450,11 @@ def _check_train(t: TrainParams, where: str, bad) -> None:
         bad(f"{where}.threads", "must be 0 (one per core) or more")
     if not 0 <= t.ema < 1:
         bad(f"{where}.ema", "EMA decay must be in [0, 1)")
+
+
+def _check_predict(predict: PredictParams, bad) -> None:
+    if not predict.tta:
+        bad("predict.tta", "list at least one view, e.g. [none]")
 
 
 def _check_ensemble(p: Params, bad) -> None:
@@ -520,3 +505,67 @@ def _check_ensemble(p: Params, bad) -> None:
                 "ensemble.groups",
                 "the per-task models (mask, gender, age) form one member: list all of them in the same group, or none",
             )
+
+
+def check(p: Params, source: str = "params") -> None:
+    """Every range and combination, section by section; the first problem raises, naming its key."""
+
+    def bad(key: str, message: str):
+        raise _err(source, key, message)
+
+    _check_models(p.models, bad)
+    _check_trained_models(p, bad)
+    _check_split(p.split, bad)
+    _check_folds(p.train.folds, p.split, bad)
+    _check_relabel(p.relabel_age, bad)
+    _check_cache(p.cache, bad)
+    _check_train(p.train, "train", bad)
+    for name, spec in p.models.items():  # each model's training settings as that model trains with them
+        if spec.train:
+            where = f"models.{name}.train"
+            _check_train(resolve_train(p.train, spec.train, where, source), where, bad)
+    _check_predict(p.predict, bad)
+    _check_ensemble(p, bad)
+
+
+# --- reading and writing --------------------------------------------------------------------------------------
+
+
+def _yaml() -> YAML:
+    yaml = YAML(typ="safe", pure=True)
+    yaml.version = (1, 2)
+    return yaml
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise ParamsError(f"{path}: not found; run from the repository root or pass --params")
+    with path.open() as fh:
+        data = _yaml().load(fh)
+    return data or {}
+
+
+def from_dict(data: dict, source: str = "params") -> Params:
+    params = _build(Params, data, path="", source=source)
+    check(params, source)
+    return params
+
+
+def load(path: str | Path = "params.yaml") -> Params:
+    """Read and check params.yaml."""
+    return from_dict(read_yaml(path), source=str(path))
+
+
+def digest(params) -> str:
+    """Stable short hash of resolved params (defaults included): a Params, one section, or plain data."""
+    data = params if isinstance(params, dict) else to_dict(params)
+    text = json.dumps(to_dict(data), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def dump(data: dict, path: str | Path) -> None:
+    yaml = YAML()
+    yaml.default_flow_style = False
+    with Path(path).open("w") as fh:
+        yaml.dump(data, fh)

@@ -13,17 +13,16 @@ Every setting `--quick` changes is printed, and written as a comment at the top 
 from __future__ import annotations
 
 import copy
-import io as _io
-import os
-import subprocess
 import sys
 from dataclasses import dataclass
+from io import StringIO
 from pathlib import Path
 
 from ruamel.yaml import YAML
 
 from maskcls import params as params_mod
 from maskcls.errors import MaskclsError, ParamsError
+from maskcls.vcs import dvc, git
 
 RECIPES_DIR = "recipes"
 REPLACED_WHOLE = ("models",)
@@ -122,7 +121,7 @@ def _merged(recipe: Recipe, base_text: str, quick: bool):
 
 
 def _dump(data) -> str:
-    buf = _io.StringIO()
+    buf = StringIO()
     _yaml().dump(data, buf)
     return buf.getvalue()
 
@@ -137,17 +136,6 @@ def _leaves(data, prefix: str = "") -> dict:
     return out
 
 
-@dataclass(frozen=True)
-class Change:
-    key: str  # dotted params key, e.g. models.v5_effb0.backbone
-    recipe: object  # the recipe's value (None: not set)
-    quick: object  # what --quick runs with (None: removed)
-    why: str
-
-    def __str__(self) -> str:
-        return f"{self.key}: {flow(self.recipe)} -> {flow(self.quick)}" + (f"  ({self.why})" if self.why else "")
-
-
 def flow(value) -> str:
     """A value as YAML flow text, e.g. [0, 1] or {name: ce}."""
     if value is None:
@@ -159,6 +147,17 @@ def flow(value) -> str:
     if isinstance(value, list | tuple):
         return "[" + ", ".join(flow(v) for v in value) + "]"
     return str(value)
+
+
+@dataclass(frozen=True)
+class Change:
+    key: str  # dotted params key, e.g. models.v5_effb0.backbone
+    recipe: object  # the recipe's value (None: not set)
+    quick: object  # what --quick runs with (None: removed)
+    why: str
+
+    def __str__(self) -> str:
+        return f"{self.key}: {flow(self.recipe)} -> {flow(self.quick)}" + (f"  ({self.why})" if self.why else "")
 
 
 def quick_reason(key: str) -> str:
@@ -199,21 +198,16 @@ def resolve(recipe: Recipe, base_text: str, quick: bool = False) -> str:
 
 def committed_params(root: Path = Path(".")) -> str:
     """The committed params.yaml: recipes apply to it, not to whatever the workspace was left with."""
-    result = subprocess.run(["git", "show", "HEAD:params.yaml"], cwd=root, capture_output=True, text=True, check=False)
-    return result.stdout if result.returncode == 0 else (Path(root) / "params.yaml").read_text()
+    try:
+        return git(root, "show", "HEAD:params.yaml")
+    except MaskclsError:  # not a git repository, or params.yaml not committed yet
+        return (Path(root) / "params.yaml").read_text()
 
 
 def cuda_available() -> bool:
     import torch
 
     return torch.cuda.is_available()
-
-
-def tool_env() -> dict:
-    """Environment in which DVC finds the `maskcls` command of this same installation."""
-    env = dict(os.environ)
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    return env
 
 
 def run(name: str, quick: bool = False, queue: bool = False, force: bool = False, root: Path = Path(".")) -> str:
@@ -232,12 +226,12 @@ def run(name: str, quick: bool = False, queue: bool = False, force: bool = False
     if quick:
         print(quick_summary(recipe, base), end="", file=sys.stderr)
     exp_name = f"{name}-quick" if quick else name
-    cmd = [sys.executable, "-m", "dvc", "exp", "run", "-n", exp_name]
-    cmd += ["--queue"] if queue else []
-    cmd += ["--force"] if force else []
-    print("$ dvc " + " ".join(cmd[3:]), file=sys.stderr)
+    args = ["exp", "run", "-n", exp_name]
+    args += ["--queue"] if queue else []
+    args += ["--force"] if force else []
+    print("$ dvc " + " ".join(args), file=sys.stderr)
     try:
-        result = subprocess.run(cmd, cwd=root, check=False, env=tool_env())
+        result = dvc(root, *args, check=False)
     finally:
         if queue:  # the queue stashed its own copy; give the workspace its params back
             params_path.write_text(original)

@@ -132,7 +132,7 @@ def build_augment(
     """The augmentation pipeline of `specs` (uint8 HWC in and out), or None when there is nothing to do.
 
     `seed` seeds the Compose's own RNG (albumentations 2.x ignores numpy's and Python's global seeds).
-    DataLoader workers reseed it per worker, see `maskcls.data`. `where` names the params key in errors.
+    DataLoader workers reseed it per worker, see `maskcls.dataset`. `where` names the params key in errors.
     """
     if not specs:
         return None

@@ -24,10 +24,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pandas as pd
 
-from maskcls import layout
-from maskcls.errors import DataError, ResourceError
+from maskcls import artifacts, layout
+from maskcls.errors import ResourceError
 from maskcls.imageio import ImageModeWarning, decode_rgb
 from maskcls.io import atomic_path
 from maskcls.params import CacheParams, Params
@@ -37,7 +36,6 @@ from maskcls.progress import progress
 # Bump when the bytes written for the same inputs change (crop rounding, resize method, array layout).
 FORMAT_VERSION = 1
 SPLITS = ("train", "eval")
-META = "meta.json"
 # Images in flight per chunk: bounds memory while keeping the thread pool busy.
 CHUNK = 256
 
@@ -168,18 +166,6 @@ def raw_dir(params: Params, root: Path) -> Path:
     return raw if raw.is_absolute() else root / raw
 
 
-def read_index(index_dir: Path, split: str) -> pd.DataFrame:
-    path = index_dir / f"{split}.csv"
-    if not path.is_file():
-        raise DataError(f"{path}: not found; run `maskcls validate <raw_dir> --out {index_dir}` (dvc repro validate)")
-    frame = pd.read_csv(path, dtype={"file": str})
-    if "file" not in frame.columns:
-        raise DataError(f"{path}: no 'file' column; rebuild the index with `maskcls validate`")
-    if "row" in frame.columns and not (frame["row"].to_numpy() == np.arange(len(frame))).all():
-        raise DataError(f"{path}: column 'row' must count 0..N-1 in file order; rebuild the index")
-    return frame
-
-
 def cache_params_dict(cache: CacheParams) -> dict:
     return {
         "height": cache.height,
@@ -211,16 +197,15 @@ def default_threads() -> int:
 
 def build_split(
     files: Sequence[Path],
-    out: Path,
+    out_dir: Path,
+    split: str,
     cache: CacheParams,
     pool: ThreadPoolExecutor,
     face: FaceDetector | None,
-    desc: str,
 ) -> dict:
-    """Write one (N, H, W, 3) array; returns the split's digests and counts."""
-    shape = (len(files), cache.height, cache.width, 3)
-    # open_memmap: the array goes to disk as it is filled, so memory stays flat however many photos there are.
-    array = np.lib.format.open_memmap(out, mode="w+", dtype=np.uint8, shape=shape)
+    """Write one split's (N, H, W, 3) array into `out_dir`; returns the split's digests and counts."""
+    desc = f"cache {split}"
+    array = artifacts.create_cache_array(out_dir, split, (len(files), cache.height, cache.width, 3))
     digests: list[str] = []
     converted: list[str] = []
     fallbacks = odd = 0
@@ -247,15 +232,12 @@ def run(params: Params, root: Path = Path("."), threads: int | None = None) -> d
     paths = Paths(root)
     cache = params.cache
     raw = raw_dir(params, root)
-    files = {split: [raw / f for f in read_index(paths.index_dir, split)["file"]] for split in SPLITS}
+    files = {split: [raw / f for f in artifacts.read_index(paths.index_dir, split)["file"]] for split in SPLITS}
     face = haar_detector() if cache.crop == "face" else None
 
     with atomic_path(paths.cache_dir) as tmp, ThreadPoolExecutor(threads or default_threads()) as pool:
         tmp.mkdir()
-        results = {
-            split: build_split(files[split], tmp / f"{split}.npy", cache, pool, face, f"cache {split}")
-            for split in SPLITS
-        }
+        results = {split: build_split(files[split], tmp, split, cache, pool, face) for split in SPLITS}
         meta = {
             "format": FORMAT_VERSION,
             "key": cache_key({s: r["digests"] for s, r in results.items()}, cache),
@@ -265,52 +247,9 @@ def run(params: Params, root: Path = Path("."), threads: int | None = None) -> d
             "face_fallbacks": {s: r["face_fallbacks"] for s, r in results.items()} if cache.crop == "face" else None,
             "odd_size_photos": {s: r["odd_size"] for s, r in results.items()},
         }
-        (tmp / META).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        artifacts.write_cache_meta(tmp, meta)
     if cache.crop == "face":
         total = sum(meta["counts"].values())
         fell = sum(meta["face_fallbacks"].values())
         print(f"cache: no face found in {fell} of {total} photos; those used the center crop", file=sys.stderr)
     return meta
-
-
-# --- reading ------------------------------------------------------------------------------------------------
-
-
-def read_meta(cache_dir: str | Path) -> dict:
-    path = Path(cache_dir) / META
-    if not path.is_file():
-        raise DataError(f"{path}: not found; build the cache first (`maskcls cache` or `dvc repro cache`)")
-    return json.loads(path.read_text())
-
-
-def open_cache(
-    cache_dir: str | Path,
-    split: str,
-    expected_rows: int | None = None,
-    expected_size: tuple[int, int] | None = None,
-) -> np.ndarray:
-    """The split's (N, H, W, 3) uint8 array, memory-mapped read-only, after checking it against meta.json.
-
-    `expected_rows` (the index length) and `expected_size` (cache.height, cache.width of the current params)
-    catch a cache built from another index or other settings.
-    """
-    cache_dir = Path(cache_dir)
-    meta = read_meta(cache_dir)
-    if split not in meta.get("counts", {}):
-        raise DataError(f"{cache_dir / META}: no split '{split}'; rebuild the cache")
-    path = cache_dir / f"{split}.npy"
-    if not path.is_file():
-        raise DataError(f"{path}: not found; rebuild the cache (`maskcls cache`)")
-    array = np.load(path, mmap_mode="r")
-    want = (meta["counts"][split], *meta["shape"])
-    stale = "; the cache is stale or damaged: rebuild it (`maskcls cache` or `dvc repro cache`)"
-    if array.dtype != np.uint8 or tuple(array.shape) != tuple(want):
-        raise DataError(f"{path}: {array.dtype} {tuple(array.shape)}, meta.json says uint8 {want}{stale}")
-    if expected_rows is not None and array.shape[0] != expected_rows:
-        raise DataError(f"{path}: {array.shape[0]} images, the {split} index has {expected_rows} rows{stale}")
-    if expected_size is not None and tuple(array.shape[1:3]) != tuple(expected_size):
-        raise DataError(
-            f"{path}: images are {array.shape[1]}x{array.shape[2]}, params ask for "
-            f"{expected_size[0]}x{expected_size[1]} (cache.height x cache.width){stale}"
-        )
-    return array

@@ -22,9 +22,8 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from maskcls import io, layout
+from maskcls import artifacts, layout
 from maskcls.errors import DataError
 from maskcls.metrics import macro_f1
 from maskcls.params import ALL_TASK_HEADS, Params
@@ -35,79 +34,41 @@ PER_TASK = "per_task"  # the member made of the per-task models
 HARD = ("hard", "weighted_hard")
 
 
-def fold_preds(root: Path, model: str, fold: int, split: str) -> dict[str, np.ndarray]:
-    path = Paths(root).pred_dir(model, fold) / f"{split}.npz"
-    if not path.exists():
-        raise DataError(f"{path}: missing; run `dvc repro predict@{model}-{fold}` first")
-    return io.load_npz(path)
-
-
-def outputs(arrays: dict[str, np.ndarray]) -> list[str]:
-    return [k for k in arrays if k not in ("rows", "embeddings")]
-
-
-def stitch(parts: list[dict[str, np.ndarray]], where: str) -> dict[str, np.ndarray]:
-    """Out-of-fold: each fold's held-out rows, concatenated and sorted by row."""
-    rows = np.concatenate([p["rows"] for p in parts])
-    if len(np.unique(rows)) != len(rows):
-        raise DataError(f"{where}: out-of-fold rows overlap between folds; re-run split and train")
-    order = np.argsort(rows, kind="stable")
-    return {"rows": rows[order], **{k: np.concatenate([p[k] for p in parts])[order] for k in outputs(parts[0])}}
-
-
-def model_probs(root: Path, model: str, folds: list[int], split: str) -> dict[str, np.ndarray]:
-    """One model's probabilities: eval averaged over folds, out-of-fold stitched."""
-    parts = [fold_preds(root, model, f, split) for f in folds]
-    if split == "oof":
-        return stitch(parts, model)
-    return {"rows": parts[0]["rows"], **{k: np.mean([p[k] for p in parts], axis=0) for k in outputs(parts[0])}}
-
-
 def scored_key(head: str) -> str:
     """The output whose validation F1 ranks a model's folds."""
     return "class18" if head in ALL_TASK_HEADS else head
 
 
-def truth_of(root: Path, rows: np.ndarray, key: str) -> np.ndarray:
-    truth_csv = io.require(Paths(root).labels_dir / "truth.csv", "run relabel_age first (dvc repro relabel_age)")
-    truth = pd.read_csv(truth_csv, dtype={"person": str}).set_index("row")
+def truth_of(paths: Paths, rows: np.ndarray, key: str) -> np.ndarray:
+    truth = artifacts.read_truth(paths.labels_dir)
     return truth.loc[rows, "class" if key == "class18" else key].to_numpy(dtype=np.int64)
 
 
-def best_fold(root: Path, model: str, head: str, folds: list[int]) -> tuple[int, dict[int, float]]:
+def best_fold(paths: Paths, model: str, head: str, folds: list[int]) -> tuple[int, dict[int, float]]:
     """The fold whose model scored the best macro F1 on its own held-out photos; ties go to the lower fold."""
     key = scored_key(head)
     f1 = {}
     for fold in folds:
-        oof = fold_preds(root, model, fold, "oof")
-        f1[fold] = macro_f1(truth_of(root, oof["rows"], key), oof[key].argmax(1))
+        oof = artifacts.fold_predictions(paths, model, fold, "oof")
+        f1[fold] = macro_f1(truth_of(paths, oof["rows"], key), oof[key].argmax(1))
     return max(folds, key=lambda f: (f1[f], -f)), f1
 
 
-def joint(mask: np.ndarray, gender: np.ndarray, age: np.ndarray) -> np.ndarray:
-    """Independent task probabilities -> (N, 18) in the layout's class order (mask*6 + gender*3 + age)."""
-    return np.einsum("nm,ng,na->nmga", mask, gender, age).reshape(len(mask), layout.NUM_CLASSES)
-
-
-def marginals(class18: np.ndarray) -> dict[str, np.ndarray]:
-    cube = class18.reshape(-1, 3, 2, 3)
-    return {"mask": cube.sum((2, 3)), "gender": cube.sum((1, 3)), "age": cube.sum((1, 2))}
-
-
-def model_views(params: Params, root: Path, split: str) -> tuple[np.ndarray, dict[str, list[dict]]]:
+def model_views(params: Params, paths: Paths, split: str) -> tuple[np.ndarray, dict[str, list[dict]]]:
     """rows, {model: its views}: the probability sets each model contributes, one per voter it gives its member."""
     folds = list(params.train.folds)
     views: dict[str, list[dict]] = {}
     for name in params.train.models:
         if split == "oof":
-            views[name] = [model_probs(root, name, folds, "oof")]
+            views[name] = [artifacts.model_predictions(paths, name, folds, "oof")]
             continue
-        parts = [fold_preds(root, name, f, "eval") for f in folds]
+        parts = [artifacts.fold_predictions(paths, name, f, "eval") for f in folds]
         how = params.ensemble.folds
         if how == "mean":
-            parts = [{"rows": parts[0]["rows"], **{k: np.mean([p[k] for p in parts], 0) for k in outputs(parts[0])}}]
+            keys = artifacts.output_keys(parts[0])
+            parts = [{"rows": parts[0]["rows"], **{k: np.mean([p[k] for p in parts], 0) for k in keys}}]
         elif how == "best":
-            fold, f1 = best_fold(root, name, params.model(name).head, folds)
+            fold, f1 = best_fold(paths, name, params.model(name).head, folds)
             scores = ", ".join(f"fold{k} {v:.4f}" for k, v in f1.items())
             print(f"ensemble: {name}: keeps fold {fold}, the best held-out F1 ({scores})")
             parts = [parts[folds.index(fold)]]
@@ -130,15 +91,16 @@ def member_voters(params: Params, views: dict[str, list[dict]]) -> dict[str, lis
         else:
             task_models[head].append(name)
     if any(task_models.values()):
-        all_task = [name for name in voters]
+        all_task = list(voters)
         n = len(views[next(m for ms in task_models.values() for m in ms)])
         combined = []
         for i in range(n):
             factors = {}
             for task, names in task_models.items():
-                sources = [views[m][i][task] for m in names] or [marginals(voters[m][i])[task] for m in all_task]
+                own = [views[m][i][task] for m in names]
+                sources = own or [layout.task_marginals(voters[m][i])[task] for m in all_task]
                 factors[task] = np.mean(sources, axis=0)
-            combined.append(joint(factors["mask"], factors["gender"], factors["age"]))
+            combined.append(layout.joint_probabilities(factors["mask"], factors["gender"], factors["age"]))
         voters[PER_TASK] = combined
     return voters
 
@@ -196,7 +158,7 @@ def describe(params: Params, voters: dict[str, list[np.ndarray]]) -> str:
     return f"{params.ensemble.method} vote, folds: {params.ensemble.folds}, voters: {counts}"
 
 
-def prune_unlisted(params: Params, root: Path) -> list[Path]:
+def prune_unlisted(params: Params, paths: Paths) -> list[Path]:
     """Remove predictions of models or folds no longer in train.models / train.folds, and return them.
 
     `ensemble` and `evaluate` depend on the whole preds/ folder, and DVC hashes a stage's deps after it ran:
@@ -204,7 +166,7 @@ def prune_unlisted(params: Params, root: Path) -> list[Path]:
     hash and a later checkout would report changed deps. Each was a DVC output, so its bytes stay in the cache
     of the run that made it.
     """
-    preds = Paths(root).preds_dir
+    preds = paths.preds_dir
     keep = {(m, f"fold{f}") for m in params.train.models for f in params.train.folds}
     removed = []
     for model_dir in sorted(preds.iterdir()) if preds.is_dir() else []:
@@ -229,10 +191,10 @@ def experiment_name() -> str:
 def run(params: Params, root: Path = Path(".")) -> None:
     paths = Paths(root)
     info = read_info(Path(root) / params.data.raw_dir / layout.EVAL_CSV)
-    prune_unlisted(params, root)
+    prune_unlisted(params, paths)
     results = {}
     for split in ("eval", "oof"):
-        rows, views = model_views(params, root, split)
+        rows, views = model_views(params, paths, split)
         voters = member_voters(params, views)
         combined = vote(params, voters)
         results[split] = {
@@ -248,10 +210,7 @@ def run(params: Params, root: Path = Path(".")) -> None:
             "re-run cache and predict"
         )
     sub = build(info, results["eval"]["pred"])
-    with io.atomic_path(paths.ensemble_dir) as tmp:
-        tmp.mkdir(parents=True)
-        for split, arrays in results.items():
-            io.save_npz(tmp / f"{split}.npz", **arrays)
+    artifacts.write_predictions(paths.ensemble_dir, results)
     # submission.csv is the DVC output; the named copy is a convenience for uploads, kept out of DVC's hash.
     write(paths.submissions / "submission.csv", sub, info)
     write(paths.submissions / f"{experiment_name()}.csv", sub, info)

@@ -13,11 +13,10 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import f1_score
 
-from maskcls import io, layout
+from maskcls import artifacts, io, layout
 from maskcls.metrics import accuracy, macro_f1, macro_f1_all_labels
 from maskcls.params import Params
 from maskcls.paths import Paths
-from maskcls.stages.ensemble import model_probs
 
 
 def scores(true_class: np.ndarray, pred_class: np.ndarray, prefix: str) -> dict[str, float]:
@@ -73,15 +72,13 @@ def eval_truth(params: Params, root: Path) -> np.ndarray | None:
 
 def run(params: Params, root: Path = Path(".")) -> dict:
     paths = Paths(root)
-    truth_csv = io.require(paths.labels_dir / "truth.csv", "run relabel_age first (dvc repro relabel_age)")
-    table = pd.read_csv(truth_csv, dtype={"person": str}).set_index("row")
+    table = artifacts.read_truth(paths.labels_dir)
     truth = table["class"]
-    ens = {s: io.load_npz(io.require(paths.ensemble_dir / f"{s}.npz", "run ensemble first")) for s in ("oof", "eval")}
+    ens = {s: artifacts.read_ensemble(paths.ensemble_dir, s) for s in ("oof", "eval")}
     oof_true = truth.loc[ens["oof"]["rows"]].to_numpy()
     metrics = scores(oof_true, ens["oof"]["pred"], "oof")
     metrics["oof_photos"] = len(oof_true)
-    folds_csv = io.require(paths.folds, "run split first (dvc repro split)")
-    metrics.update(fold_spread(table, pd.read_csv(folds_csv, dtype={"person": str}), ens["oof"]))
+    metrics.update(fold_spread(table, artifacts.read_folds(paths.folds), ens["oof"]))
     plots = {"confusion_oof.csv": confusion_rows(oof_true, ens["oof"]["pred"])}
     per_class = per_class_f1(oof_true, ens["oof"]["pred"]).rename(columns={"f1": "oof_f1"})
 
@@ -94,7 +91,7 @@ def run(params: Params, root: Path = Path(".")) -> dict:
 
     models = {}
     for name in params.train.models if len(params.train.models) > 1 else []:  # one model: the ensemble is it
-        oof = model_probs(root, name, list(params.train.folds), "oof")
+        oof = artifacts.model_predictions(paths, name, list(params.train.folds), "oof")
         if "class18" in oof:  # per-task models are scored as part of the ensemble
             models[name] = scores(truth.loc[oof["rows"]].to_numpy(), oof["class18"].argmax(1), "oof")
     if models:

@@ -1,102 +1,68 @@
 """Probabilities of one trained model for every eval photo and for its held-out (out-of-fold) train photos.
 
-Inputs come from the same cache as training and pass through the same `normalize` with the data config saved
-in the checkpoint, so inference cannot drift from training (size, crop, mean/std). Test-time augmentation
-averages probabilities over deterministic views only.
+Inputs come from the same cache as training and pass through the same inference loop as validation
+(`maskcls.training.inference`: normalisation with the data config saved in the checkpoint, the runtime's device,
+precision and memory format), so inference cannot drift from training. Test-time augmentation averages
+probabilities over deterministic views only.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 
-from maskcls import io
+from maskcls import artifacts
+from maskcls.models import load_trained
 from maskcls.params import Params
 from maskcls.paths import Paths
 from maskcls.progress import progress
 from maskcls.repro import cpu_threads
-from maskcls.stages.cache import open_cache
-from maskcls.stages.split import read_folds
-from maskcls.transforms import normalize
-
-VIEWS = {
-    "none": lambda x: x,
-    "hflip": lambda x: torch.flip(x, dims=[3]),  # NCHW: flip width
-}
+from maskcls.training.inference import predict_probabilities
+from maskcls.training.runtime import actionable_errors, runtime
 
 
-def oof_rows(root: Path, fold: int) -> np.ndarray:
+def oof_rows(paths: Paths, fold: int) -> np.ndarray:
     """Index rows of the train photos whose person is validated in `fold`."""
-    paths = Paths(root)
-    truth_csv = io.require(paths.labels_dir / "truth.csv", "run relabel_age first (dvc repro relabel_age)")
-    truth = pd.read_csv(truth_csv, dtype={"person": str})
-    folds = read_folds(root)
+    truth = artifacts.read_truth(paths.labels_dir)
+    folds = artifacts.read_folds(paths.folds)
     held_out = set(folds.loc[folds.fold == fold, "person"])
     return truth.loc[truth.person.isin(held_out), "row"].to_numpy(dtype=np.int64)
 
 
-@torch.no_grad()
-def predict_arrays(
-    net,
-    data_config: dict,
-    images: np.ndarray,
-    rows: np.ndarray,
-    views: list[str],
-    batch_size: int,
-    device: torch.device,
-    embeddings: bool = False,
-    desc: str = "predict",
-) -> dict[str, np.ndarray]:
-    """Average per-task and 18-class probabilities over TTA views; optionally pooled backbone features."""
-    net.eval().to(device)
-    chunks: dict[str, list[np.ndarray]] = {}
-    starts = range(0, len(rows), batch_size)
-    for start in progress(starts, desc, size=lambda start: len(rows[start : start + batch_size])):
-        batch = torch.from_numpy(np.ascontiguousarray(images[rows[start : start + batch_size]]))
-        x = normalize(batch.permute(0, 3, 1, 2).to(device), data_config)
-        summed: dict[str, torch.Tensor] = {}
-        for view in views:
-            probs = net.probabilities(net(VIEWS[view](x)))
-            for key, value in probs.items():
-                summed[key] = summed.get(key, 0) + value.float()
-        for key, value in summed.items():
-            chunks.setdefault(key, []).append((value / len(views)).cpu().numpy())
-        if embeddings:
-            chunks.setdefault("embeddings", []).append(net.features(x).float().cpu().numpy())
-    return {key: np.concatenate(parts) for key, parts in chunks.items()}
+def batches(images: np.ndarray, rows: np.ndarray, batch_size: int) -> Iterator[torch.Tensor]:
+    """uint8 NCHW batches of `images[rows]` (a view of the NHWC cache, no copy of the layout)."""
+    for start in range(0, len(rows), batch_size):
+        yield torch.from_numpy(np.ascontiguousarray(images[rows[start : start + batch_size]])).permute(0, 3, 1, 2)
 
 
 def run(params: Params, model: str, fold: int, root: Path = Path(".")) -> None:
-    from maskcls.stages.train import load_model, resolve_device
-
     paths = Paths(root)
-    net, data_config = load_model(paths.model_dir(model, fold))
-    device = resolve_device(params.train.device)
-    out_dir = paths.pred_dir(model, fold)
+    rt = runtime(params)
+    net = rt.place(load_trained(paths.model_dir(model, fold)))
     size = (params.cache.height, params.cache.width)
-    eval_images = open_cache(paths.cache_dir, "eval", expected_size=size)
-    train_images = open_cache(paths.cache_dir, "train", expected_size=size)
+    eval_images = artifacts.open_cache(paths.cache_dir, "eval", expected_size=size)
+    train_images = artifacts.open_cache(paths.cache_dir, "train", expected_size=size)
     jobs = {
         "eval": (eval_images, np.arange(len(eval_images), dtype=np.int64)),
-        "oof": (train_images, oof_rows(root, fold)),
+        "oof": (train_images, oof_rows(paths, fold)),
     }
+    batch_size = params.predict.batch_size
+    results = {}
     # Inference kernels too pick their blocking by thread count (seen on small last batches): same threads as train.
-    with io.atomic_path(out_dir) as tmp, cpu_threads(params.train.threads):
-        tmp.mkdir(parents=True)
+    with cpu_threads(params.train.threads), actionable_errors(f"predict {model} fold{fold}", batch_size, rt.device):
         for name, (images, rows) in jobs.items():
-            arrays = predict_arrays(
+            desc = f"predict {model} fold{fold} {name}"
+            arrays = predict_probabilities(
                 net,
-                data_config,
-                images,
-                rows,
+                progress(batches(images, rows, batch_size), desc, total=-(-len(rows) // batch_size), size=len),
+                rt,
+                net.data_config,
                 list(params.predict.tta),
-                params.predict.batch_size,
-                device,
                 embeddings=params.predict.embeddings,
-                desc=f"predict {model} fold{fold} {name}",
             )
-            io.save_npz(tmp / f"{name}.npz", rows=rows, **arrays)
+            results[name] = {"rows": rows, **arrays}
+    artifacts.write_predictions(paths.pred_dir(model, fold), results)
     print(f"predict: {model} fold{fold}: {len(jobs['eval'][1])} eval, {len(jobs['oof'][1])} out-of-fold photos")

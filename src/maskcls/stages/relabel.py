@@ -13,41 +13,24 @@ from pathlib import Path
 
 import pandas as pd
 
-from maskcls import io, layout, overrides
-from maskcls.errors import DataError
+from maskcls import artifacts, layout, overrides
 from maskcls.params import Params
 from maskcls.paths import Paths
-
-TRUTH = "truth"
-INDEX_COLUMNS = ["row", "person", "stem", "gender", "age", "mask"]
 
 
 def run(params: Params, root: Path = Path(".")) -> dict[str, pd.DataFrame]:
     """Write data/labels/truth.csv and one <model>.csv per entry of `params.models`; return the tables by name."""
     paths = Paths(root)
     settings = params.relabel_age
-    index = read_index(paths.index_dir / "train.csv")
+    index = artifacts.read_index(paths.index_dir, "train", needs=artifacts.TRAIN_LABEL_COLUMNS)
     fixed = overrides.apply(index, settings.overrides)
 
-    tables = {TRUTH: truth_table(fixed)}
+    tables = {artifacts.TRUTH: truth_table(fixed)}
     for name, spec in params.models.items():
         tables[name] = model_table(fixed, spec.head, settings.old_from)
-    with io.atomic_path(paths.labels_dir) as tmp:
-        tmp.mkdir()
-        for name, table in tables.items():
-            table.to_csv(tmp / f"{name}.csv", index=False, lineterminator="\n")
+    artifacts.write_labels(paths.labels_dir, tables)
     _report(index, fixed, settings.overrides, settings.old_from)
     return tables
-
-
-def read_index(path: Path) -> pd.DataFrame:
-    if not path.is_file():
-        raise DataError(f"{path}: not found; run the validate stage first (dvc repro validate)")
-    index = pd.read_csv(path, dtype={"person": str, "folder": str, "stem": str, "file": str})
-    missing = [c for c in INDEX_COLUMNS if c not in index.columns]
-    if missing:
-        raise DataError(f"{path}: missing column(s) {', '.join(missing)}; re-run the validate stage")
-    return index
 
 
 def truth_table(frame: pd.DataFrame) -> pd.DataFrame:

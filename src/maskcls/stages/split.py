@@ -14,12 +14,12 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
-from maskcls import io
-from maskcls.dataset import PERSON_SEPARATOR
+from maskcls import artifacts
 from maskcls.errors import ParamsError
 from maskcls.params import Params
 from maskcls.paths import Paths
 from maskcls.repro import derive_seed
+from maskcls.scan import PERSON_SEPARATOR
 
 HOLDOUT_TRAIN_ONLY = -1  # holdout: persons never validated on
 _ID_SUFFIX = re.compile(r"-[0-9]+$")  # 001774-2 -> 001774
@@ -79,8 +79,7 @@ def holdout(people: pd.DataFrame, ratio: float, seed: int) -> np.ndarray:
 
 def run(params: Params, root: Path = Path(".")) -> pd.DataFrame:
     paths = Paths(root)
-    truth_csv = io.require(paths.labels_dir / "truth.csv", "run relabel_age first (dvc repro relabel_age)")
-    truth = pd.read_csv(truth_csv, dtype={"person": str})
+    truth = artifacts.read_truth(paths.labels_dir)
     people = people_table(truth, params.split.group)
     seed = derive_seed(params.split.seed, "split")
     if params.split.method == "kfold":
@@ -88,11 +87,7 @@ def run(params: Params, root: Path = Path(".")) -> pd.DataFrame:
     else:
         folds = holdout(people, params.split.holdout_ratio, seed)
     table = pd.DataFrame({"person": people["person"], "fold": folds})
-    io.write_csv(paths.folds, table)
+    artifacts.write_folds(paths.folds, table)
     sizes = table[table.fold >= 0].fold.value_counts().sort_index()
     print(f"split: {len(table)} people, validation persons per fold: {dict(sizes.items())}")
     return table
-
-
-def read_folds(root: Path = Path(".")) -> pd.DataFrame:
-    return pd.read_csv(io.require(Paths(root).folds, "run split first (dvc repro split)"), dtype={"person": str})

@@ -16,10 +16,10 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from maskcls import io, layout
-from maskcls.dataset import Findings, scan_eval, scan_train
+from maskcls import artifacts, layout
 from maskcls.errors import DataError
 from maskcls.imageio import decode_rgb
+from maskcls.scan import Findings, scan_eval, scan_train
 
 CONVERTED = "photos that are not 8-bit RGB; converted to RGB when read"
 RESIZED = f"photos not {layout.IMAGE_SIZE[1]}x{layout.IMAGE_SIZE[0]} (width x height); the cache resizes them"
@@ -39,8 +39,7 @@ def run(raw_dir: str | Path, out: str | Path | None = None) -> tuple[pd.DataFram
     found.raise_if_problems(raw_dir)
 
     if out is not None:
-        io.write_csv(Path(out) / "train.csv", train.frame)
-        io.write_csv(Path(out) / "eval.csv", evaluation.frame)
+        artifacts.write_index(Path(out), train.frame, evaluation.frame)
     people = train.frame["person"].nunique()
     print(
         f"{raw_dir}: OK, {len(train.frame)} train photos of {people} people, {len(evaluation.frame)} eval photos",

@@ -1,0 +1,76 @@
+"""Where and how tensors are computed: device, mixed precision and memory format, the same for training,
+validation and prediction; and CUDA failures turned into errors that name the params key to change."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+
+from maskcls.errors import ResourceError
+from maskcls.params import Params
+from maskcls.transforms import normalize
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ResourceError(
+            "train.device is 'cuda' but PyTorch sees no CUDA device (no GPU, no driver, or a CPU-only torch "
+            "build); set train.device: auto or cpu"
+        )
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """How tensors are placed and computed: the same for training, validation and prediction."""
+
+    device: torch.device
+    amp: str  # off | bf16 | fp16; only on CUDA
+    channels_last: bool
+
+    def autocast(self):
+        if self.amp == "off":
+            return contextlib.nullcontext()
+        return torch.autocast("cuda", dtype=torch.bfloat16 if self.amp == "bf16" else torch.float16)
+
+    def place(self, net: torch.nn.Module) -> torch.nn.Module:
+        """The model on this runtime's device, in its memory format."""
+        net = net.to(self.device)
+        return net.to(memory_format=torch.channels_last) if self.channels_last else net
+
+    def inputs(self, images: torch.Tensor, data_config: dict) -> torch.Tensor:
+        x = normalize(images.to(self.device, non_blocking=True), data_config)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+
+def runtime(params: Params) -> Runtime:
+    device = resolve_device(params.train.device)
+    cuda = device.type == "cuda"
+    amp = params.train.amp if cuda else "off"
+    if amp == "bf16" and not torch.cuda.is_bf16_supported():
+        raise ResourceError("this GPU has no bfloat16 support; set train.amp: fp16 or off")
+    return Runtime(device, amp, params.train.channels_last and cuda)
+
+
+@contextlib.contextmanager
+def actionable_errors(name: str, batch_size: int, device: torch.device):
+    """CUDA failures a user can fix with params, as ResourceError naming the key to change."""
+    try:
+        yield
+    except torch.cuda.OutOfMemoryError as exc:
+        raise ResourceError(
+            f"CUDA ran out of memory on {name} with batch size {batch_size}: lower train.batch_size "
+            "(predict.batch_size when predicting), or set train.amp: bf16 (or fp16) to halve activation memory"
+        ) from exc
+    except RuntimeError as exc:
+        if "does not have a deterministic implementation" not in str(exc):
+            raise
+        raise ResourceError(
+            f"{name}: this model uses an operation without a deterministic kernel on {device} "
+            f"({str(exc).split(',')[0]}); set train.deterministic: false to train it (runs are then not "
+            "bit-identical)"
+        ) from exc
