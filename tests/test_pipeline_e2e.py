@@ -60,10 +60,11 @@ def test_a_per_model_training_setting_changes_only_that_models_training(repo):
     assert "train@mk-0" not in json.loads(dvc(root, "status", "--json"))
 
 
-def test_ensemble_params_rerun_only_ensemble_and_evaluate(repo):
+def test_ensemble_params_rerun_only_ensemble_and_what_reads_it(repo):
     root, _ = repo
     out = dvc(root, "exp", "run", "-S", "ensemble.method=hard")
-    assert ran(out) == {"check_params", "ensemble", "evaluate"}  # the params check runs first on any change
+    # the params check runs first on any change; evaluate and the error report read the ensemble's output
+    assert ran(out) == {"check_params", "ensemble", "evaluate", "report"}
 
 
 def test_exp_run_set_param_changes_metrics_and_exp_show_lists_them(repo):

@@ -28,3 +28,21 @@ def test_gender_and_age_cues_are_noisy_and_overlap():
     assert grey(58).mean() - grey(20).mean() > 0.5
     assert 0 < grey(60).mean() - grey(58).mean() < 0.15  # 58 and 60 look nearly alike
     assert (grey(58) > np.median(grey(60))).mean() > 0.3
+
+
+def test_people_stand_nearer_or_further_and_off_centre_as_in_real_photos():
+    """Real photos: face boxes about 120-220 px wide, centred across give or take ~15 px, the face centre at
+    35-50% of the height. The camera zooms about the face centre (y 0.43 of the frame, Haar box ~160 px wide
+    at scale 1), so a person's scale and offset place their face; each photo adds a little shake."""
+    rng = np.random.default_rng(1)
+    looks = [draw_look(rng, g, 30) for g in layout.GENDERS for _ in range(300)]
+    width = 160 * np.array([lk.scale for lk in looks])
+    cx = np.array([lk.cx + lk.offset[0] for lk in looks]) / 384
+    cy = np.array([lk.cy + lk.offset[1] for lk in looks]) / 512
+    p5, p95 = np.percentile(width, [5, 95])
+    assert 110 < p5 < 130 and 205 < p95 < 235
+    assert 10 < cx.std() * 384 < 20 and abs(np.median(cx) - 0.5) < 0.01
+    lo, hi = np.percentile(cy, [5, 95])
+    assert 0.33 < lo < 0.38 and 0.47 < hi < 0.52
+    exposure = np.array([lk.exposure for lk in looks])
+    assert exposure.min() < 0.85 and exposure.max() > 1.09  # rooms and phones differ between people

@@ -257,3 +257,19 @@ def test_resume_with_loader_workers(root, tmp_path_factory):
         train.run(params, "multihead", 0, root, on_epoch_end=interrupt)
     train.run(params, "multihead", 0, root)
     assert_same_run(other, root)
+
+
+@pytest.mark.slow
+def test_a_compiled_model_trains_and_saves_the_plain_weights(root):
+    """train.compile runs the training step through torch.compile; what is validated and saved is the model
+    itself, so model.pt loads into an uncompiled model and reproduces the reported scores."""
+    result = train.run(pf.tiny_params(compile=True), "mask", 0, root)
+    checkpoint = torch.load(Paths(root).model_dir("mask", 0) / "model.pt", weights_only=True)
+    assert not any(k.startswith(("_orig_mod.", "module.")) for k in checkpoint["state_dict"])
+    net = load_trained(Paths(root).model_dir("mask", 0))
+    data = load_fold(Paths(root), "mask", "mask", 0, (pf.HEIGHT, pf.WIDTH))
+    losses = loop.build_losses(net.spec, data.train_targets, torch.device("cpu"))
+    rt = Runtime(torch.device("cpu"), "off", False)
+    loader = build_eval_loader(data.images, data.val_rows, 32, 0)
+    scores, _, _ = loop.evaluate(net, loader, losses, data.val_truth, data.val_targets, rt, net.data_config)
+    assert scores == result["heads"]

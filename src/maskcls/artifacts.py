@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from maskcls import io
+from maskcls import io, layout
 from maskcls.errors import DataError
 from maskcls.paths import Paths
 
@@ -158,10 +158,26 @@ def write_trained_model(model_dir: Path, checkpoint: dict, scores: dict) -> None
         io.write_json(tmp / MODEL_METRICS, scores)
 
 
-# --- preds/<model>/fold<k>/{eval,oof}.npz (predict) and ensemble/{eval,oof}.npz (ensemble) ----------------------
+# --- the competition folder's eval answers (generated sample only) -------------------------------------------------
+
+
+def read_eval_truth(raw_dir: Path) -> np.ndarray | None:
+    """The true class of each eval photo in info.csv order, from `eval_labels.csv` beside eval/; None where the folder
+    has none (the real data: the leaderboard scores eval)."""
+    path = Path(raw_dir) / layout.EVAL_LABELS
+    if not path.exists():
+        return None
+    labels = pd.read_csv(path, dtype={"ImageID": str})
+    info = pd.read_csv(Path(raw_dir) / layout.EVAL_CSV, dtype={"ImageID": str})
+    return labels.set_index("ImageID").loc[info["ImageID"], "ans"].to_numpy(dtype=np.int64)
+
+
+# --- preds/<model>/fold<k>/{eval,oof}.npz (predict) and ensemble/ (ensemble) ---------------------------------------
 
 PREDICTION_SPLITS = ("eval", "oof")
-NOT_PROBABILITIES = ("rows", "embeddings", "pred", "votes")  # arrays of a predictions file that are no output
+# Arrays of a predictions file that are no probabilities: index rows, backbone features, the decision, vote shares,
+# and the recovered person (group id) of each photo.
+NOT_PROBABILITIES = ("rows", "embeddings", "pred", "votes", "groups")
 
 
 def write_predictions(out_dir: Path, splits: Mapping[str, Mapping[str, np.ndarray]]) -> None:
@@ -205,6 +221,59 @@ def model_predictions(paths: Paths, model: str, folds: list[int], split: str) ->
     return {"rows": parts[0]["rows"], **{k: np.mean([p[k] for p in parts], axis=0) for k in output_keys(parts[0])}}
 
 
+ENSEMBLE_REPORTS = ("person", "tune")  # ensemble/<name>.json: what a switch chose and how it scored out of fold
+
+
+def write_ensemble(
+    ensemble_dir: Path, splits: Mapping[str, Mapping[str, np.ndarray]], reports: Mapping[str, dict]
+) -> None:
+    """`<split>.npz` per split and `<name>.json` per report (`ENSEMBLE_REPORTS`), the folder renamed into place
+    when complete."""
+    unknown = sorted(set(reports) - set(ENSEMBLE_REPORTS))
+    if unknown:
+        raise ValueError(f"unknown ensemble report(s) {unknown}; known: {ENSEMBLE_REPORTS}")
+    with io.atomic_path(ensemble_dir) as tmp:
+        tmp.mkdir(parents=True)
+        for split, arrays in splits.items():
+            io.save_npz(tmp / f"{split}.npz", **arrays)
+        for name, report in reports.items():
+            io.write_json(tmp / f"{name}.json", report)
+
+
 def read_ensemble(ensemble_dir: Path, split: str) -> dict[str, np.ndarray]:
-    """The ensemble's `rows`, `class18` probabilities, `pred` (the decision) and, for hard votes, `votes`."""
+    """The ensemble's `rows`, `class18` probabilities (after person pooling when on), `pred` (the decision), for hard
+    votes `votes`, and with `ensemble.person` the recovered person of each photo, `groups`."""
     return read_predictions(ensemble_dir, split, "run the ensemble stage first (dvc repro ensemble)")
+
+
+def read_ensemble_report(ensemble_dir: Path, name: str) -> dict | None:
+    """ensemble/<name>.json (`person`, `tune`), or None when its switch was off."""
+    if name not in ENSEMBLE_REPORTS:
+        raise ValueError(f"unknown ensemble report {name!r}; known: {ENSEMBLE_REPORTS}")
+    path = Path(ensemble_dir) / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+# --- age_tradeoff.csv (`maskcls report --collect-age`, read by the report stage) -----------------------------------
+
+AGE_TRADEOFF = "age_tradeoff.csv"  # at the repository root, tracked by git like leaderboard.csv
+AGE_TRADEOFF_COLUMNS = ("old_from", "oof_f1", "source")
+
+
+def age_tradeoff_path(root: Path) -> Path:
+    return Path(root) / AGE_TRADEOFF
+
+
+def write_age_tradeoff(path: Path, points: pd.DataFrame) -> None:
+    """`old_from, oof_f1, source`: out-of-fold macro F1 of runs that differ only in relabel_age.old_from."""
+    io.write_csv(path, points[list(AGE_TRADEOFF_COLUMNS)].sort_values(["old_from", "source"]))
+
+
+def read_age_tradeoff(path: Path) -> pd.DataFrame:
+    """The table `write_age_tradeoff` writes (possibly no rows)."""
+    path = io.require(Path(path), "commit the file from the repository, or run `maskcls report --collect-age`")
+    frame = pd.read_csv(path, dtype={"source": str})
+    missing = [c for c in AGE_TRADEOFF_COLUMNS if c not in frame.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)}; run `maskcls report --collect-age`")
+    return frame

@@ -105,12 +105,20 @@ def train(
     params: Path = PARAMS,
     root: Path = ROOT,
 ):
-    """Train one model on one fold."""
+    """Train one model on one fold (train.devices x train.nodes > 1: through torchrun, docs/scaling.md)."""
     from maskcls import portable
     from maskcls.stages import train as stage
+    from maskcls.training import distributed
 
     portable.verify()
-    stage.run(_params(params), model=model, fold=_fold(fold), root=root)
+    settings = _params(params)
+    own = settings.for_model(model).train
+    if distributed.requested_size(own) > 1 and not distributed.under_torchrun():
+        import subprocess
+
+        # torchrun starts train.devices processes here, each running this same command line.
+        raise typer.Exit(subprocess.call(distributed.launch_command(own, sys.argv[1:])))
+    stage.run(settings, model=model, fold=_fold(fold), root=root)
 
 
 @app.command()
@@ -141,6 +149,29 @@ def evaluate(params: Path = PARAMS, root: Path = ROOT):
     """Out-of-fold and (sample only) holdout metrics and plots."""
     from maskcls.stages import evaluate as stage
 
+    stage.run(_params(params), root=root)
+
+
+@app.command()
+def report(
+    params: Path = PARAMS,
+    root: Path = ROOT,
+    collect_age: bool = typer.Option(
+        False,
+        "--collect-age",
+        help="instead, refresh age_tradeoff.csv from `dvc exp show`: the runs that differ from params.yaml only in "
+        "relabel_age.old_from; then `dvc repro report` draws them",
+    ),
+):
+    """The out-of-fold error report: reports/index.html with contact sheets of the worst mistakes."""
+    from maskcls.stages import report as stage
+
+    if collect_age:
+        table = stage.collect_age_tradeoff(_params(params), root=root)
+        points = ", ".join(f"{x}: {y:.4f}" for x, y in zip(table["old_from"], table["oof_f1"], strict=True))
+        typer.echo(f"age_tradeoff.csv: {len(table)} run(s) {points}".rstrip())
+        typer.echo("next: dvc repro report")
+        return
     stage.run(_params(params), root=root)
 
 

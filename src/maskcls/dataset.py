@@ -27,6 +27,7 @@ from maskcls.errors import ParamsError
 from maskcls.params import MinorityParams, Params
 from maskcls.repro import derive_seed, generator
 from maskcls.repro import worker_init_fn as seed_worker_globals
+from maskcls.training.distributed import GlobalBatchShard, World
 from maskcls.transforms import build_augment
 
 if TYPE_CHECKING:
@@ -161,10 +162,12 @@ def build_train_loader(
     params: Params,
     seed: int,
     epoch: int,
+    world: World = World(),
 ) -> DataLoader:
     """The loader of one training epoch (0-based): augmented, shuffled or weighted per train.minority.
 
-    `targets` are aligned with `rows`. Batches: (uint8 (B, 3, H, W), {task: int64 (B,)}).
+    `targets` are aligned with `rows`. Batches: (uint8 (B, 3, H, W), {task: int64 (B,)}). In a DDP world the
+    loader yields this rank's share of each global batch of `train.batch_size` (`sharded_loader`).
     """
     tp = params.train
     minority = tp.minority
@@ -182,10 +185,12 @@ def build_train_loader(
         )
     dataset = CachedDataset(images, rows, targets, augment, minority_augment, is_copy)
 
+    weights = balanced_sample_weights(_task_labels(dataset.targets, minority)) if mode == "weighted" else None
+    if world.distributed:
+        return sharded_loader(dataset, weights, tp, epoch_seed, world)
     g = generator(epoch_seed)
     sampler = None
-    if mode == "weighted":
-        weights = balanced_sample_weights(_task_labels(dataset.targets, minority))
+    if weights is not None:
         sampler = WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double), len(dataset), generator=g)
     return DataLoader(
         dataset,
@@ -199,6 +204,33 @@ def build_train_loader(
         pin_memory=_pin_memory(tp.device),
         # A last batch of one sample breaks BatchNorm in training; dropping the remainder costs < 1 batch.
         drop_last=len(dataset) > tp.batch_size,
+    )
+
+
+def sharded_loader(dataset: CachedDataset, weights, tp, epoch_seed: int, world: World) -> DataLoader:
+    """This rank's loader of a DDP epoch: every rank draws the global order (a shuffle, or weighted draws with
+    replacement) that one process's loader draws, and takes its share of each global batch, so the ranks' batch i
+    together hold exactly one process's batch i. The workers' seeds differ per rank: augmentations are per-rank
+    streams."""
+    # The generator calls of the one-process loader, in its order: DataLoader draws the workers' base seed when
+    # an epoch starts, then the sampler draws the order (tests/test_distributed.py compares the two loaders).
+    g = generator(epoch_seed)
+    torch.empty((), dtype=torch.int64).random_(generator=g)
+    n = len(dataset)
+    if weights is None:
+        order = torch.randperm(n, generator=g).tolist()
+    else:
+        order = torch.multinomial(torch.as_tensor(weights, dtype=torch.double), n, True, generator=g).tolist()
+    sampler = GlobalBatchShard(order, tp.batch_size, world, drop_last=len(dataset) > tp.batch_size)
+    return DataLoader(
+        dataset,
+        batch_size=tp.batch_size // world.size,
+        sampler=sampler,
+        generator=generator(derive_seed(epoch_seed, "rank", world.rank)),
+        num_workers=tp.num_workers,
+        worker_init_fn=worker_init_fn,
+        persistent_workers=False,
+        pin_memory=_pin_memory(tp.device),
     )
 
 

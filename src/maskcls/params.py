@@ -70,8 +70,18 @@ class CacheParams:
     height: int = 128  # model input size; images are decoded, cropped and resized once to this
     width: int = 96
     crop: Literal["none", "center", "face"] = "center"
-    crop_size: tuple[int, int] = (448, 336)  # (h, w) in source pixels, before resizing
-    crop_center: tuple[float, float] = (0.45, 0.5)  # (y, x) as a fraction of the photo, for `center`
+    # `center`: a fixed (h, w) box in source pixels around crop_center, (y, x) as fractions of the photo. `face`
+    # uses it only when no photo of either split has a detected face.
+    crop_size: tuple[int, int] = (448, 336)
+    crop_center: tuple[float, float] = (0.45, 0.5)
+    # `face`: box width = detected face width x face_margin, height from the input's aspect (height / width),
+    # centred on the face. Haar's box spans roughly forehead to chin; at 1.7 and a 4:3 input the crop adds 0.63
+    # face widths above and below it: room for the hair top (grey hair, hairline: age cues), the chin and a
+    # dropped mask, and the detector's jitter; 1.4 leaves 0.43. A face then spans width / 1.7 input pixels (56 of
+    # 96) at any distance from the camera. docs/face-crop.md has the measurements.
+    face_margin: float = 1.7
+    # `center` and `none`: also detect faces, only to report the share found and their size in input pixels.
+    detect_faces: bool = False
 
 
 @dataclass(frozen=True)
@@ -140,16 +150,24 @@ class TrainParams:
     threads: int = 2  # CPU threads of train and predict; the rounding of CPU sums depends on it: part of the experiment
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: Literal["off", "bf16", "fp16"] = "bf16"  # CUDA only
-    channels_last: bool = True  # CUDA only
+    channels_last: bool = True  # model and inputs in NHWC memory order, on CPU and CUDA
     deterministic: bool = True
+    compile: bool = False  # torch.compile the model for training (measured in bench/gpu_check.sh)
     checkpoint_every: int = 1  # epochs between resumable checkpoints
+    # Data-parallel training (DDP through torchrun, maskcls.training.distributed): processes per machine and
+    # machines. batch_size stays the global batch. Results are close to, not bit-identical with, one process.
+    devices: int = 1
+    nodes: int = 1
+    rdzv_endpoint: str = "localhost:29400"  # nodes > 1: host:port of the rendezvous (torchrun's c10d backend)
+    rdzv_id: str = "maskcls"  # nodes > 1: the same on every machine of one run
 
 
 @dataclass(frozen=True)
 class PredictParams:
     tta: list[Literal["none", "hflip"]] = field(default_factory=lambda: ["none", "hflip"])
     batch_size: int = 64
-    embeddings: bool = False  # also save backbone features (per-person clustering, error analysis)
+    # Also save each photo's pooled backbone features; `ensemble.person_features` with embeddings needs them.
+    embeddings: bool = False
 
 
 @dataclass(frozen=True)
@@ -164,6 +182,16 @@ class EnsembleParams:
     folds: Literal["vote", "mean", "best"] = "vote"
     weights: dict[str, float] = field(default_factory=dict)  # weighted_*: every trained model -> weight > 0
     groups: list[list[str]] = field(default_factory=list)  # nested: model names; an unlisted member stands alone
+    # Per-person decisions on eval, whose photos come seven to a person with the identity hidden (docs/beyond.md):
+    # off | pool (gender and age pooled over each recovered person) | pool+assign (and, in a group of seven, exactly
+    # one incorrectly worn and one missing mask). The grouping threshold is chosen on out-of-fold photos.
+    person: Literal["off", "pool", "pool+assign"] = "off"
+    # What groups photos: image (statistics of the cached photo outside the mask area), embeddings (predict's
+    # backbone features: needs predict.embeddings) or both.
+    person_features: Literal["image", "embeddings", "image+embeddings"] = "image"
+    # Decisions tuned for macro F1 on out-of-fold probabilities, applied to eval: off | bias (one offset per class)
+    # | bias+weights (member weights, then offsets). After person pooling when both are on.
+    tune: Literal["off", "bias", "bias+weights"] = "off"
 
 
 @dataclass(frozen=True)
@@ -278,9 +306,9 @@ def to_dict(params) -> dict:
 # --- per-model training settings ------------------------------------------------------------------------------
 
 
-# Keys of `train` that a model may not override: the pipeline's matrix (models, folds) and the runtime that
-# predict shares with train (device, threads).
-SHARED_TRAIN_KEYS = ("models", "folds", "device", "threads")
+# Keys of `train` that a model may not override: the pipeline's matrix (models, folds), the runtime that
+# predict shares with train (device, threads) and where the processes of a run meet (rendezvous).
+SHARED_TRAIN_KEYS = ("models", "folds", "device", "threads", "rdzv_endpoint", "rdzv_id")
 
 
 def _merged(base: dict, over: dict) -> dict:
@@ -423,6 +451,8 @@ def _check_cache(cache: CacheParams, bad) -> None:
         bad("cache.crop_center", f"{list(cache.crop_center)} must be fractions of the photo (0..1)")
     if cache.height < 8 or cache.width < 8:
         bad("cache", "height and width must be at least 8 pixels")
+    if not 1.0 <= cache.face_margin <= 4.0:
+        bad("cache.face_margin", f"{cache.face_margin} must be 1..4 (below 1 the crop cuts the detected face)")
 
 
 def _check_train(t: TrainParams, where: str, bad) -> None:
@@ -450,6 +480,19 @@ def _check_train(t: TrainParams, where: str, bad) -> None:
         bad(f"{where}.threads", "must be 0 (one per core) or more")
     if not 0 <= t.ema < 1:
         bad(f"{where}.ema", "EMA decay must be in [0, 1)")
+    for key in ("devices", "nodes"):
+        if getattr(t, key) < 1:
+            bad(f"{where}.{key}", "must be at least 1")
+    world = t.devices * t.nodes
+    if world > 1 and t.batch_size % world:
+        bad(
+            f"{where}.batch_size",
+            f"{t.batch_size} is the global batch and must divide evenly over the {world} processes "
+            f"(train.devices {t.devices} x train.nodes {t.nodes})",
+        )
+    host, _, port = t.rdzv_endpoint.rpartition(":")
+    if t.nodes > 1 and (not host or not port.isdigit()):
+        bad(f"{where}.rdzv_endpoint", f"expected host:port reachable from every machine, got {t.rdzv_endpoint!r}")
 
 
 def _check_predict(predict: PredictParams, bad) -> None:
@@ -505,6 +548,25 @@ def _check_ensemble(p: Params, bad) -> None:
                 "ensemble.groups",
                 "the per-task models (mask, gender, age) form one member: list all of them in the same group, or none",
             )
+    soft = ("soft", "weighted_soft")
+    for key, value in (("person", cfg.person), ("tune", cfg.tune)):
+        if value != "off" and cfg.method not in soft:
+            bad(
+                f"ensemble.{key}",
+                f"'{value}' works on the ensemble's probabilities, and method '{cfg.method}' decides by votes: "
+                "use method soft or weighted_soft",
+            )
+    if cfg.person != "off" and "embeddings" in cfg.person_features and not p.predict.embeddings:
+        bad(
+            "ensemble.person_features",
+            f"'{cfg.person_features}' needs the embeddings predict saves only with predict.embeddings: true",
+        )
+    if cfg.tune == "bias+weights":
+        members = {m if p.models[m].head in ALL_TASK_HEADS else "per_task" for m in trained}
+        if len(members) < 2:
+            bad("ensemble.tune", "bias+weights fits weights between members, and there is one: use bias")
+        if cfg.method != "soft":
+            bad("ensemble.tune", f"bias+weights fits the member weights itself: use method soft, not '{cfg.method}'")
 
 
 def check(p: Params, source: str = "params") -> None:

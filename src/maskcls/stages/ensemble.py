@@ -13,17 +13,31 @@ tie goes to the tied class with the larger summed probability, then to the lower
 `weighted_hard`: the same with each voter counting its member's weight. `nested`: each group of
 `ensemble.groups` (an unlisted member is a group of its own) soft-averages all its voters into one, then the
 groups vote hard.
+
+Beyond the vote (docs/beyond.md), for the probability methods (soft, weighted_soft), in this order:
+1. `ensemble.tune: bias+weights`: member weights fitted for macro F1 on out-of-fold photos.
+2. `ensemble.person`: photos grouped into people (threshold and linkage chosen on out-of-fold photos, whose people
+   are known; eval grouped with them), gender and age pooled per person (`pool`), and in a group of seven exactly
+   one incorrectly worn and one missing mask (`pool+assign`).
+3. `ensemble.tune`: one offset per class added to the log-probabilities, fitted for macro F1 on the out-of-fold
+   photos as step 2 leaves them, so the offsets correct the decisions that are really made.
+Eval is decided by what was fitted on every out-of-fold photo. Out of fold, each part (a fold, or with one fold a
+seeded half of its people) is decided by what was fitted on the other parts only: `oof.npz`'s `pred` and so the
+out-of-fold scores are cross-fitted, honest estimates. `ensemble/person.json` and `ensemble/tune.json` report what
+was chosen and how each choice scored out of fold.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
-from maskcls import artifacts, layout
+from maskcls import artifacts, layout, person, tuning
 from maskcls.errors import DataError
 from maskcls.metrics import macro_f1
 from maskcls.params import ALL_TASK_HEADS, Params
@@ -32,6 +46,12 @@ from maskcls.submission import build, read_info, write
 
 PER_TASK = "per_task"  # the member made of the per-task models
 HARD = ("hard", "weighted_hard")
+# Library names of the params' `off`.
+PERSON_MODE = {"off": "none", "pool": "pool", "pool+assign": "pool+assign"}
+# Merge thresholds tried for the person grouping: distances between L2-normalised features lie in [0, 2].
+PERSON_THRESHOLDS = tuple(float(t) for t in np.round(np.arange(0.05, 1.5001, 0.05), 2))
+HALVES_SEED = 0  # the person-level split into halves when the out-of-fold photos come from one fold
+PROB_FLOOR = 1e-12  # before a log: a probability of 0 (an assigned mask's other values) stays finite
 
 
 def scored_key(head: str) -> str:
@@ -183,6 +203,258 @@ def prune_unlisted(params: Params, paths: Paths) -> list[Path]:
     return removed
 
 
+# --- beyond the vote: members, person grouping, tuned decisions ---------------------------------------------------
+
+
+def member_probabilities(voters: dict[str, list[np.ndarray]]) -> dict[str, np.ndarray]:
+    """{member: (N, 18) mean of its voters}, members in name order (as `vote` orders them)."""
+    return {name: np.mean(voters[name], axis=0) for name in sorted(voters)}
+
+
+def combine(members: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
+    """The weighted mean of the members' probabilities: `soft` / `weighted_soft`'s `class18` (every member has as
+    many voters as the others, so weighting members is weighting voters)."""
+    total = sum(weights[m] for m in members)
+    return sum(weights[m] * p for m, p in members.items()) / total
+
+
+def log_probs(probs: np.ndarray) -> np.ndarray:
+    return np.log(np.maximum(probs, PROB_FLOOR))
+
+
+def oof_parts(params: Params, paths: Paths, rows: np.ndarray) -> tuple[np.ndarray, dict]:
+    """(part (N,) of each out-of-fold row, description): its fold when the rows come from two folds or more;
+    otherwise a seeded split of their people into two halves (a person's photos never straddle two parts)."""
+    truth = artifacts.read_truth(paths.labels_dir)
+    people = truth.loc[rows, "person"].to_numpy()
+    fold_of = artifacts.read_folds(paths.folds).set_index("person")["fold"]
+    folds = pd.Series(people).map(fold_of).to_numpy()
+    if len(np.unique(folds)) >= 2:
+        return folds.astype(np.int64), {"split": "folds", "parts": int(len(np.unique(folds)))}
+    names = np.unique(people)
+    if len(names) < 2:
+        raise DataError(f"cross-fitting needs out-of-fold photos of two people or more, got {len(names)}")
+    half = np.random.default_rng(HALVES_SEED).permutation(len(names)) < len(names) // 2
+    part = np.isin(people, names[half]).astype(np.int64)
+    return part, {"split": "halves", "parts": 2, "seed": HALVES_SEED}
+
+
+def model_embeddings(
+    params: Params, paths: Paths, name: str, split: str, rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(features, block): model `name`'s embeddings of `rows`, each fold model's standardised over its own rows.
+
+    Eval: the first listed fold's model (one feature space for the whole set). Out of fold: each photo was embedded
+    by the model of its fold; the folds' spaces differ, so each fold is a block of its own.
+    """
+    folds = list(params.train.folds) if split == "oof" else [params.train.folds[0]]
+    out, block = None, np.full(len(rows), -1, np.int64)
+    for fold in folds:
+        part = artifacts.fold_predictions(paths, name, fold, split)
+        if "embeddings" not in part:
+            raise DataError(
+                f"{paths.pred_dir(name, fold) / f'{split}.npz'}: no embeddings; set predict.embeddings: true and "
+                f"re-run `dvc repro predict@{name}-{fold}`"
+            )
+        where = np.searchsorted(rows, part["rows"])
+        if (where >= len(rows)).any() or not np.array_equal(rows[np.minimum(where, len(rows) - 1)], part["rows"]):
+            raise DataError(f"{name} fold{fold}: its {split} embeddings cover other rows; re-run its predict stage")
+        features = person.standardize(part["embeddings"])
+        if out is None:
+            out = np.zeros((len(rows), features.shape[1]), np.float32)
+        out[where] = features
+        block[where] = fold
+    return out, block
+
+
+def person_features(params: Params, paths: Paths, split: str, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """(features (N, D), blocks (N,) or None) of the photos `rows` of `split` for `person.group_photos`.
+
+    `image`: `person.image_statistics` of the cached photos, standardised over this set. `embeddings`: every
+    model's embeddings from predict. Blocks of features are standardised alike and joined. Out of fold, embeddings
+    of several folds come from different models: photos of different folds are then kept apart (no person spans two
+    folds anyway); image statistics alone group the whole out-of-fold set together, as eval is grouped.
+    """
+    kinds = params.ensemble.person_features.split("+")
+    parts, blocks = [], None
+    if "image" in kinds:
+        cache = "train" if split == "oof" else "eval"
+        images = artifacts.open_cache(paths.cache_dir, cache, expected_rows=len(rows) if split == "eval" else None)
+        parts.append(person.image_statistics(images, rows=rows))
+    if "embeddings" in kinds:
+        for name in params.train.models:
+            features, block = model_embeddings(params, paths, name, split, rows)
+            parts.append(features)
+            blocks = block if len(np.unique(block)) > 1 else None
+    return np.concatenate(parts, axis=1), blocks
+
+
+def choose_person_grouping(
+    params: Params, paths: Paths, rows: np.ndarray
+) -> tuple[dict, np.ndarray, np.ndarray | None, np.ndarray]:
+    """(choice, out-of-fold features, blocks, person ids): the linkage and threshold that recover the most
+    out-of-fold people whole (`person.choose_grouping`), where identity is known."""
+    features, blocks = person_features(params, paths, "oof", rows)
+    ids = artifacts.read_truth(paths.labels_dir).loc[rows, "person"].to_numpy()
+    choice = person.choose_grouping(features, ids, PERSON_THRESHOLDS, blocks=blocks)
+    return choice, features, blocks, ids
+
+
+def group_sizes(groups: np.ndarray) -> dict:
+    """What can be said of a grouping without identity: groups, photos per group, share of photos in groups of 7."""
+    sizes = np.bincount(groups) if len(groups) else np.zeros(0, np.int64)
+    full = float((sizes[groups] == person.PHOTOS_PER_PERSON).mean()) if len(groups) else 0.0
+    mean = float(len(groups) / len(sizes)) if len(sizes) else 0.0
+    return {
+        "photos": len(groups),
+        "groups": len(sizes),
+        "mean_group_size": round(mean, 6),
+        "full_groups": round(full, 6),
+    }
+
+
+def fit_rule(
+    params: Params, members: dict[str, np.ndarray], y: np.ndarray, fit: np.ndarray, groups: np.ndarray | None
+) -> tuple[dict[str, float], np.ndarray, np.ndarray | None]:
+    """(weights, probabilities of every row, offsets or None): the rule fitted on the rows `fit` (bool (N,)).
+
+    Weights: fitted for macro F1 with `bias+weights`, else the method's. Then person pooling over `groups` (which
+    may hold rows outside `fit`: only their probabilities are used, never their labels). Then, with `tune`, class
+    offsets fitted on the pooled log-probabilities of `fit`.
+    """
+    cfg = params.ensemble
+    names = list(members)
+    weights = member_weights(params, names)
+    if cfg.tune == "bias+weights":
+        fitted = tuning.fit_member_weights([log_probs(members[m][fit]) for m in names], y[fit])
+        weights = dict(zip(names, fitted.tolist(), strict=True))
+    probs = combine(members, weights)
+    if groups is not None:
+        probs, _ = person.apply_person_mode(probs, groups, PERSON_MODE[cfg.person])
+    offsets = None
+    if cfg.tune != "off":
+        offsets = tuning.fit_class_offsets(log_probs(probs[fit]), y[fit])
+    return weights, probs, offsets
+
+
+def decide(probs: np.ndarray, offsets: np.ndarray | None) -> np.ndarray:
+    """argmax of the log-probabilities plus the offsets; without offsets, of the probabilities."""
+    if offsets is None:
+        return probs.argmax(1).astype(np.int64)
+    return tuning.apply_offsets(log_probs(probs), offsets).argmax(1).astype(np.int64)
+
+
+def rounded(value: float) -> float:
+    return round(float(value), 6)
+
+
+def beyond_the_vote(
+    params: Params, paths: Paths, splits: dict[str, tuple[np.ndarray, dict[str, list[np.ndarray]]]]
+) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, dict]]:
+    """({split: {"class18", "pred"[, "groups"]}}, {report name: report}) for `ensemble.person` / `ensemble.tune`."""
+    cfg = params.ensemble
+    rows = {s: splits[s][0] for s in splits}
+    members = {s: member_probabilities(splits[s][1]) for s in splits}
+    y = artifacts.read_truth(paths.labels_dir).loc[rows["oof"], "class"].to_numpy(dtype=np.int64)
+    everything = np.ones(len(y), bool)
+    reports: dict[str, dict] = {}
+    groups: dict[str, np.ndarray | None] = {"oof": None, "eval": None}
+
+    if cfg.person != "off":
+        choice, features, blocks, ids = choose_person_grouping(params, paths, rows["oof"])
+        link, threshold = choice["linkage"], choice["threshold"]
+        groups["oof"] = person.group_photos(features, threshold, linkage=link, blocks=blocks)
+        eval_features, _ = person_features(params, paths, "eval", rows["eval"])
+        groups["eval"] = person.group_photos(eval_features, threshold, linkage=link)
+        base = combine(members["oof"], member_weights(params, list(members["oof"])))
+        f1 = {}
+        for mode, lib_mode in PERSON_MODE.items():
+            f1[mode] = rounded(macro_f1(y, person.apply_person_mode(base, groups["oof"], lib_mode)[1]))
+        quality = person.grouping_quality(groups["oof"], ids)
+        reports["person"] = {
+            "mode": cfg.person,
+            "features": cfg.person_features,
+            "linkage": link,
+            "threshold": threshold,
+            "oof": {"photos": len(ids), **{k: rounded(v) if isinstance(v, float) else v for k, v in quality.items()}},
+            "oof_f1": f1,
+            "eval": group_sizes(groups["eval"]),
+            "candidates": {
+                name: [{k: row[k] for k in ("threshold", "people_whole", "purity")} for row in table]
+                for name, table in choice["table"].items()
+            },
+        }
+        print(
+            f"ensemble: person {cfg.person}: {link} linkage, threshold {threshold} (chosen out of fold); "
+            f"out of fold {quality['people_whole']:.1%} of people recovered whole, {quality['purity']:.1%} of groups "
+            f"pure; eval {reports['person']['eval']['groups']} groups; out-of-fold F1 "
+            + ", ".join(f"{m} {v:.4f}" for m, v in f1.items())
+        )
+
+    weights, oof_probs, offsets = fit_rule(params, members["oof"], y, everything, groups["oof"])
+    eval_probs = combine(members["eval"], weights)
+    if groups["eval"] is not None:
+        eval_probs, _ = person.apply_person_mode(eval_probs, groups["eval"], PERSON_MODE[cfg.person])
+    decided = {
+        "eval": {"class18": eval_probs, "pred": decide(eval_probs, offsets)},
+        "oof": {"class18": oof_probs, "pred": decide(oof_probs, offsets)},
+    }
+
+    if cfg.tune != "off":
+        part, how = oof_parts(params, paths, rows["oof"])
+        _, plain, _ = fit_rule(untuned(params), members["oof"], y, everything, groups["oof"])
+        before = decide(plain, None)
+        after = np.empty_like(before)
+        per_part = []
+        for k in np.unique(part):
+            held = part == k
+            _, probs_k, offsets_k = fit_rule(params, members["oof"], y, ~held, groups["oof"])
+            after[held] = decide(probs_k[held], offsets_k)
+            per_part.append(
+                {
+                    "part": int(k),
+                    "rows": int(held.sum()),
+                    "before": rounded(macro_f1(y[held], before[held])),
+                    "after": rounded(macro_f1(y[held], after[held])),
+                }
+            )
+        decided["oof"]["pred"] = after  # cross-fitted: what the out-of-fold scores measure
+        gain = {"before": rounded(macro_f1(y, before)), "after": rounded(macro_f1(y, after))}
+        gain["gain"] = rounded(gain["after"] - gain["before"])
+        reports["tune"] = {
+            "mode": cfg.tune,
+            "order": [
+                step for step, on in (("weights", cfg.tune == "bias+weights"), ("person", cfg.person != "off")) if on
+            ]
+            + ["offsets"],
+            "person": cfg.person,
+            "weights": {m: rounded(w) for m, w in weights.items()},
+            "offsets": {layout.class_name(c): rounded(o) for c, o in enumerate(offsets)},
+            "cross_fit": {**how, **gain, "per_part": per_part},
+        }
+        moved = ", ".join(f"{layout.class_name(c)} {o:+.1f}" for c, o in enumerate(offsets) if o) or "none"
+        print(
+            f"ensemble: tune {cfg.tune}: offsets {moved}; cross-fitted over {how['parts']} {how['split']}: "
+            f"out-of-fold F1 {gain['before']:.4f} -> {gain['after']:.4f} ({gain['gain']:+.4f})"
+        )
+        if gain["gain"] < 0:
+            print(
+                f"ensemble: tune {cfg.tune} lowers the cross-fitted out-of-fold F1: with this few out-of-fold photos "
+                "the offsets follow noise; consider ensemble.tune: off (docs/beyond.md)"
+            )
+
+    for split in ("eval", "oof"):
+        if groups[split] is not None:
+            decided[split]["groups"] = groups[split]
+    return decided, reports
+
+
+def untuned(params: Params) -> Params:
+    """These params with `ensemble.tune: off`: the untuned rule (the same person pooling) that tuning is measured
+    against."""
+    return dataclasses.replace(params, ensemble=dataclasses.replace(params.ensemble, tune="off"))
+
+
 def experiment_name() -> str:
     """`dvc exp run` names the run in DVC_EXP_NAME; a plain `dvc repro` is the workspace."""
     return os.environ.get("DVC_EXP_NAME") or "workspace"
@@ -192,11 +464,12 @@ def run(params: Params, root: Path = Path(".")) -> None:
     paths = Paths(root)
     info = read_info(Path(root) / params.data.raw_dir / layout.EVAL_CSV)
     prune_unlisted(params, paths)
-    results = {}
+    results, splits = {}, {}
     for split in ("eval", "oof"):
         rows, views = model_views(params, paths, split)
         voters = member_voters(params, views)
         combined = vote(params, voters)
+        splits[split] = (rows, voters)
         results[split] = {
             "rows": rows,
             **{k: v.astype(np.float32) for k, v in combined.items() if k != "pred"},
@@ -209,8 +482,16 @@ def run(params: Params, root: Path = Path(".")) -> None:
             f"eval predictions cover {len(results['eval']['rows'])} photos but info.csv has {len(info)}; "
             "re-run cache and predict"
         )
+    reports: dict[str, dict] = {}
+    if params.ensemble.person != "off" or params.ensemble.tune != "off":
+        decided, reports = beyond_the_vote(params, paths, splits)
+        for split, arrays in decided.items():
+            results[split]["class18"] = arrays["class18"].astype(np.float32)
+            results[split]["pred"] = arrays["pred"].astype(np.int64)
+            if "groups" in arrays:
+                results[split]["groups"] = arrays["groups"].astype(np.int64)
     sub = build(info, results["eval"]["pred"])
-    artifacts.write_predictions(paths.ensemble_dir, results)
+    artifacts.write_ensemble(paths.ensemble_dir, results, reports)
     # submission.csv is the DVC output; the named copy is a convenience for uploads, kept out of DVC's hash.
     write(paths.submissions / "submission.csv", sub, info)
     write(paths.submissions / f"{experiment_name()}.csv", sub, info)

@@ -3,6 +3,9 @@
 Truth is always the competition's definition (overrides applied, old = 60+), whatever age threshold the
 models were trained with. `eval_labels.csv` exists beside the generated sample's eval/ folder only; with the
 real data the holdout scores are simply absent and the leaderboard plays that role.
+
+With `ensemble.person` or `ensemble.tune` on, the out-of-fold decisions are already cross-fitted by the ensemble
+(docs/beyond.md), and what those switches chose and scored out of fold is surfaced under `person` and `tune`.
 """
 
 from __future__ import annotations
@@ -62,12 +65,27 @@ def fold_spread(truth: pd.DataFrame, folds: pd.DataFrame, oof: dict) -> dict[str
 
 
 def eval_truth(params: Params, root: Path) -> np.ndarray | None:
-    path = Path(root) / params.data.raw_dir / layout.EVAL_LABELS
-    if not path.exists():
-        return None
-    labels = pd.read_csv(path, dtype={"ImageID": str})
-    info = pd.read_csv(Path(root) / params.data.raw_dir / layout.EVAL_CSV, dtype={"ImageID": str})
-    return labels.set_index("ImageID").loc[info["ImageID"], "ans"].to_numpy(dtype=np.int64)
+    return artifacts.read_eval_truth(Path(root) / params.data.raw_dir)
+
+
+def person_summary(report: dict) -> dict[str, float]:
+    """The numbers of ensemble/person.json worth comparing between experiments (all out of fold but eval's groups)."""
+    oof = report["oof"]
+    return {
+        "threshold": report["threshold"],
+        "oof_people_whole": oof["people_whole"],
+        "oof_purity": oof["purity"],
+        "oof_full_groups": oof["full_groups"],
+        **{f"oof_f1_{mode}": f1 for mode, f1 in report["oof_f1"].items()},
+        "eval_groups": report["eval"]["groups"],
+        "eval_full_groups": report["eval"]["full_groups"],
+    }
+
+
+def tune_summary(report: dict) -> dict[str, float]:
+    """ensemble/tune.json's cross-fitted estimate: out-of-fold F1 without and with tuning, over `parts` parts."""
+    fit = report["cross_fit"]
+    return {"oof_f1_before": fit["before"], "oof_f1_after": fit["after"], "gain": fit["gain"], "parts": fit["parts"]}
 
 
 def run(params: Params, root: Path = Path(".")) -> dict:
@@ -96,6 +114,10 @@ def run(params: Params, root: Path = Path(".")) -> dict:
             models[name] = scores(truth.loc[oof["rows"]].to_numpy(), oof["class18"].argmax(1), "oof")
     if models:
         metrics["models"] = models
+    for name, summary in (("person", person_summary), ("tune", tune_summary)):
+        report = artifacts.read_ensemble_report(paths.ensemble_dir, name)
+        if report is not None:
+            metrics[name] = summary(report)
 
     io.write_json(paths.metrics_dir / "eval.json", metrics)
     with io.atomic_path(paths.metrics_dir / "plots") as tmp:

@@ -39,6 +39,7 @@ def batches(images: np.ndarray, rows: np.ndarray, batch_size: int) -> Iterator[t
 
 
 def run(params: Params, model: str, fold: int, root: Path = Path(".")) -> None:
+    params = params.for_model(model)  # its own train settings: predict runs as validation did (amp, memory format)
     paths = Paths(root)
     rt = runtime(params)
     net = rt.place(load_trained(paths.model_dir(model, fold)))

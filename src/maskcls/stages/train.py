@@ -31,19 +31,26 @@ from pathlib import Path
 from dvclive import Live
 
 from maskcls import artifacts, curves, layout
-from maskcls.params import SHARED_TRAIN_KEYS, ModelSpec, Params, digest, to_dict
+from maskcls.params import ModelSpec, Params, digest, to_dict
 from maskcls.paths import Paths
 from maskcls.repro import cpu_threads
 from maskcls.rerun import user_command
+from maskcls.training import distributed
 from maskcls.training.checkpoint import State, fingerprint, load_checkpoint, restore, save_checkpoint
+from maskcls.training.distributed import World
 from maskcls.training.loop import build_job, run_epoch, should_stop, summary_line
 from maskcls.training.runtime import actionable_errors
+
+# train keys that change no byte of a train stage's outputs: the pipeline's matrix (which models, which folds),
+# how often a resumable checkpoint is written, and where the processes of a DDP run meet. dvc.yaml's train stage
+# declares every other train key (tests/test_dvc_graph.py keeps the two in step).
+UNDECLARED_TRAIN_KEYS = ("models", "folds", "checkpoint_every", "rdzv_endpoint", "rdzv_id")
 
 
 def declared_params(params: Params, model: str) -> dict:
     """The params a train stage declares in dvc.yaml (seed, models.<model>, aug, its resolved train settings, repro):
     exactly what its outputs depend on, so another experiment that reuses them finds a truthful digest."""
-    train = {k: v for k, v in to_dict(params.train).items() if k not in SHARED_TRAIN_KEYS}
+    train = {k: v for k, v in to_dict(params.train).items() if k not in UNDECLARED_TRAIN_KEYS}
     return {
         "seed": params.seed,
         "model": to_dict(params.model(model)),
@@ -121,23 +128,36 @@ def resume_hint(name: str, ckpt_path: Path):
 
 
 def _run(params: Params, model: str, fold: int, paths: Paths, on_epoch_end: Callable[[int], None] | None) -> dict:
-    job = build_job(params, model, fold, paths)
+    world = World.from_env()  # one process, or one of torchrun's (maskcls.training.distributed)
+    try:
+        return _train(params, model, fold, paths, on_epoch_end, world)
+    finally:
+        distributed.stop(world)
+
+
+def _train(params, model: str, fold: int, paths: Paths, on_epoch_end, world: World) -> dict:
+    """The run; in a DDP world every rank trains and validates, rank 0 alone logs, checkpoints and writes."""
+    job = build_job(params, model, fold, paths, world)
+    main = world.is_main
     spec, tp = params.model(model), params.train
-    print(
-        f"train: {job.name}: {spec.head} {spec.backbone}, {len(job.data.train_rows)} train / "
-        f"{len(job.data.val_rows)} val photos, {tp.epochs} epochs on {job.rt.device}"
-        + (f" ({job.rt.amp})" if job.rt.amp != "off" else "")
-    )
+    if main:
+        print(
+            f"train: {job.name}: {spec.head} {spec.backbone}, {len(job.data.train_rows)} train / "
+            f"{len(job.data.val_rows)} val photos, {tp.epochs} epochs on {job.rt.device}"
+            + (f" ({job.rt.amp})" if job.rt.amp != "off" else "")
+            + (f", {world.size} processes" if world.distributed else "")
+        )
     ckpt_path = paths.checkpoint_dir(model, fold) / "last.pt"
     fp = fingerprint(declared_digest(params, model), paths, model, fold)
     payload = load_checkpoint(ckpt_path, fp)
     state = restore(payload, job) if payload else State()
-    if payload:
+    distributed.check_same_start(world, state.epoch, str(paths.checkpoint_dir(model, fold).parent))
+    if payload and main:
         print(f"train: {job.name}: resuming after epoch {state.epoch} from {ckpt_path}")
 
     # DVCLive starts clean each run; a resumed run replays the finished epochs so its logs match a fresh run's.
-    live = Live(str(paths.live_dir(model, fold)), save_dvc_exp=False, dvcyaml=None)
-    for record in state.history:
+    live = Live(str(paths.live_dir(model, fold)), save_dvc_exp=False, dvcyaml=None) if main else None
+    for record in state.history if main else []:
         log_epoch(live, record)
 
     cuda_errors = actionable_errors(job.name, tp.batch_size, job.rt.device)
@@ -145,14 +165,18 @@ def _run(params: Params, model: str, fold: int, paths: Paths, on_epoch_end: Call
         while not should_stop(tp, state):
             started = time.monotonic()
             record, improved = run_epoch(job, state)
-            log_epoch(live, record)
-            seconds = time.monotonic() - started
-            print(summary_line(job.name, tp.epochs, record, job.select, improved, seconds, tp.warmup_epochs))
-            if tp.checkpoint_every > 0 and (state.epoch % tp.checkpoint_every == 0 or should_stop(tp, state)):
-                save_checkpoint(ckpt_path, fp, job, state)
+            if main:
+                log_epoch(live, record)
+                seconds = time.monotonic() - started
+                print(summary_line(job.name, tp.epochs, record, job.select, improved, seconds, tp.warmup_epochs))
+                if tp.checkpoint_every > 0 and (state.epoch % tp.checkpoint_every == 0 or should_stop(tp, state)):
+                    save_checkpoint(ckpt_path, fp, job, state)
             if on_epoch_end is not None:
                 on_epoch_end(state.epoch)
 
+    distributed.barrier(world)  # every rank finished its last step before rank 0 writes
+    if not main:
+        return {"best_epoch": state.best_epoch, "epochs_trained": state.epoch}
     result = write_outputs(paths.model_dir(model, fold), model, spec, job.net.data_config, params, state, job.select)
     # class ids as names (`03 wear/female/<30`): the plot sorts labels as text, the zero-padded id keeps them in order
     named = (lambda labels: [layout.class_name(c) for c in labels]) if job.select == "class18" else list

@@ -68,6 +68,7 @@ class Look:
     light: tuple[float, float]  # side and top light strength
     noise: int
     quality: int  # JPEG quality of the phone that took the photos
+    exposure: float  # how bright the room and the phone made this person's photos
 
 
 def lerp(a, b, t) -> np.ndarray:
@@ -178,9 +179,13 @@ def draw_look(rng: np.random.Generator, gender: str, age: int) -> Look:
         masks=tuple(_mask_style(rng, kind, skin) for kind in rng.choice(MASK_STYLES, 5, replace=False)),
         incorrect_mask=int(rng.integers(5)),
         incorrect_place="nose_out" if rng.random() < 0.65 else "chin",
-        scale=rng.uniform(0.92, 1.08),
-        offset=(rng.normal(0, 6), rng.normal(0, 5)),
-        light=(rng.uniform(-0.15, 0.15), rng.uniform(-0.08, 0.08)),
+        # Where the person stood varies across people as in the competition's photos: Haar face boxes about
+        # 120-220 px wide (160 at scale 1), centred across give or take 15 px, the face centre at 35-50% of the
+        # height. The camera zooms about the face centre, so `scale` sets the face's size and `offset` its place.
+        scale=float(np.clip(np.exp(rng.normal(0.0, 0.18)), 0.72, 1.4)),
+        offset=(float(np.clip(rng.normal(0, 14), -45, 45)), float(np.clip(rng.normal(-4, 20), -50, 50))),
+        light=(rng.uniform(-0.25, 0.25), rng.uniform(-0.12, 0.12)),
         noise=int(rng.integers(2, 5)),
         quality=int(rng.integers(80, 96)),
+        exposure=rng.uniform(0.82, 1.12),
     )

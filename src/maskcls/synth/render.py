@@ -290,9 +290,9 @@ def _camera(img: np.ndarray, look: Look, rng: np.random.Generator, noise: np.nda
     if pad:
         img = cv2.copyMakeBorder(img, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
     img = img[y0 + pad : y0 + pad + H, x0 + pad : x0 + pad + W]
-    # Exposure and white balance: a gain per channel and an offset.
+    # Exposure and white balance: the person's gain, a little more per shot and per channel, and an offset.
     exposure = np.zeros((3, 4), np.float32)
-    exposure[np.arange(3), np.arange(3)] = rng.uniform(0.88, 1.1) * rng.normal(1, 0.025, 3)
+    exposure[np.arange(3), np.arange(3)] = look.exposure * rng.uniform(0.95, 1.05) * rng.normal(1, 0.025, 3)
     exposure[:, 3] = rng.normal(0, 4)
     img = cv2.transform(img, exposure)
     img = cv2.GaussianBlur(img, (3, 3), rng.uniform(0.3, 0.9))

@@ -34,7 +34,9 @@ from maskcls.params import ALL_TASK_HEADS, LossSpec, ModelSpec, Params
 from maskcls.paths import Paths
 from maskcls.progress import progress
 from maskcls.repro import derive_seed, seed_everything, set_deterministic
+from maskcls.training import distributed
 from maskcls.training.checkpoint import State, cpu_copy
+from maskcls.training.distributed import World
 from maskcls.training.fold import FoldData, load_fold
 from maskcls.training.inference import predict_logits
 from maskcls.training.runtime import Runtime, runtime
@@ -71,12 +73,18 @@ def build_losses(spec: ModelSpec, targets: dict[str, np.ndarray], device: torch.
     return losses
 
 
-def train_one_epoch(net, loader, losses, weights, optimizer, scheduler, scaler, ema, rt, data_config, step, desc):
-    """One pass over the training loader. Returns mean losses (total and per output) and the global step."""
+def train_one_epoch(
+    net, loader, losses, weights, optimizer, scheduler, scaler, ema, rt, data_config, step, desc, world=World()
+):
+    """One pass over the training loader. Returns mean losses (total and per output, over every rank's
+    samples) and the global step. `net` is what the step runs (a DDP or compiled wrapper); EMA follows the
+    model inside it."""
     net.train()
+    followed = distributed.unwrap(net)
     sums = dict.fromkeys(["loss", *weights], 0.0)
     seen = 0
-    for images, targets in progress(loader, desc, size=lambda batch: len(batch[0])):
+    batches = progress(loader, desc, size=lambda batch: len(batch[0])) if world.is_main else loader
+    for images, targets in batches:
         x = rt.inputs(images, data_config)
         with rt.autocast():
             out = net(x)
@@ -90,19 +98,23 @@ def train_one_epoch(net, loader, losses, weights, optimizer, scheduler, scaler, 
         scheduler.step_batch()
         step += 1
         if ema is not None:
-            ema.update(net, step=step)
+            ema.update(followed, step=step)
         n = len(x)
         seen += n
         sums["loss"] += loss.item() * n
         for k, v in parts.items():
             sums[k] += v.item() * n
-    return {k: v / max(seen, 1) for k, v in sums.items()}, step
+    *totals, seen = distributed.sum_across(world, [*sums.values(), seen])
+    return {k: v / max(seen, 1) for k, v in zip(sums, totals, strict=True)}, step
 
 
 @torch.no_grad()
-def evaluate(net, loader, losses, truth, targets, rt, data_config) -> tuple[dict, dict, dict[str, np.ndarray]]:
-    """Scores over the whole validation set: (scores per output, validation losses, probabilities)."""
-    logits = predict_logits(net, loader, rt, data_config)
+def evaluate(
+    net, loader, losses, truth, targets, rt, data_config, world=World()
+) -> tuple[dict, dict, dict[str, np.ndarray]]:
+    """Scores over the whole validation set: (scores per output, validation losses, probabilities). In a DDP
+    world `loader` holds this rank's share (`distributed.shard_rows`) and the logits are gathered first."""
+    logits = distributed.gather_logits(world, predict_logits(net, loader, rt, data_config))
     probs = {k: v.numpy() for k, v in net.probabilities(logits).items()}
     val_losses = {
         k: float(losses[k](logits[k].to(rt.device), torch.as_tensor(y, device=rt.device))) for k, y in targets.items()
@@ -118,8 +130,10 @@ class Job:
     name: str  # "<model> fold<k>", for messages
     seed: int
     rt: Runtime
+    world: World
     data: FoldData
-    net: MaskModel
+    net: MaskModel  # the model; EMA, validation and outputs use it
+    trainee: torch.nn.Module  # what the training step runs: `net`, or a DDP / torch.compile wrapper of it
     losses: dict
     optimizer: torch.optim.Optimizer
     scheduler: Schedule
@@ -134,34 +148,46 @@ class Job:
         return self.ema.module if self.ema is not None else self.net
 
 
-def build_job(params: Params, model: str, fold: int, paths: Paths) -> Job:
+def build_job(params: Params, model: str, fold: int, paths: Paths, world: World = World()) -> Job:
     spec = params.model(model)
     check_backbone(spec.backbone, key=f"models.{model}.backbone")  # a params error before any data is read
     tp = params.train
     set_deterministic(tp.deterministic)  # before the first CUDA call: cuBLAS reads its workspace setting once
-    rt = runtime(params)
+    rt = runtime(params, world)
+    distributed.start(world, rt.device)
     seed = derive_seed(params.seed, "train", model, fold)
     seed_everything(seed)
 
     image_size = (params.cache.height, params.cache.width)
     data = load_fold(paths, model, spec.head, fold, image_size)
-    net = rt.place(build_model(spec, pretrained=True, input_size=image_size))
+    net = build_model(spec, pretrained=True, input_size=image_size)
+    if world.distributed and rt.device.type == "cuda":
+        net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)  # BatchNorm over the global batch (CUDA only)
+    net = rt.place(net)
+    # Sequential heads train one head per phase: DDP must expect parameters without gradients then.
+    trainee = distributed.wrap(net, world, rt.device, unused_parameters=bool(net.task_order))
+    if tp.compile:
+        trainee = torch.compile(trainee)
     # The schedule counts optimizer steps; every epoch's loader has the same length (resampling is fixed).
-    steps_per_epoch = len(build_train_loader(data.images, data.train_rows, data.train_targets, params, seed, 0))
+    first = build_train_loader(data.images, data.train_rows, data.train_targets, params, seed, 0, world)
+    steps_per_epoch = len(first)
     optimizer = build_optimizer(net, tp)
+    val_rows = data.val_rows[distributed.shard_rows(len(data.val_rows), world)]
     return Job(
         params=params,
         name=f"{model} fold{fold}",
         seed=seed,
         rt=rt,
+        world=world,
         data=data,
         net=net,
+        trainee=trainee,
         losses=build_losses(spec, data.train_targets, rt.device),
         optimizer=optimizer,
         scheduler=build_scheduler(optimizer, tp, steps_per_epoch),
         scaler=torch.amp.GradScaler("cuda", enabled=rt.amp == "fp16"),
         ema=ModelEmaV3(net, decay=tp.ema) if tp.ema > 0 else None,
-        val_loader=build_eval_loader(data.images, data.val_rows, tp.batch_size, tp.num_workers),
+        val_loader=build_eval_loader(data.images, val_rows, tp.batch_size, tp.num_workers),
         select=selection_key(spec.head),
     )
 
@@ -182,16 +208,19 @@ def run_epoch(job: Job, state: State) -> tuple[dict, bool]:
     is the best so far."""
     tp, data = job.params.train, job.data
     epoch = state.epoch + 1
-    loader = build_train_loader(data.images, data.train_rows, data.train_targets, job.params, job.seed, epoch - 1)
+    loader = build_train_loader(
+        data.images, data.train_rows, data.train_targets, job.params, job.seed, epoch - 1, job.world
+    )
     weights = start_epoch(job.net, epoch - 1, tp.epochs)
     lr = job.scheduler.lrs[0]  # the epoch's starting rate; per-step schedules move it within the epoch
     train_losses, state.step = train_one_epoch(
-        job.net, loader, job.losses, weights, job.optimizer, job.scheduler, job.scaler, job.ema, job.rt,
-        job.net.data_config, state.step, f"{job.name} epoch {epoch}/{tp.epochs}",
+        job.trainee, loader, job.losses, weights, job.optimizer, job.scheduler, job.scaler, job.ema, job.rt,
+        job.net.data_config, state.step, f"{job.name} epoch {epoch}/{tp.epochs}", job.world,
     )  # fmt: skip
     scores, val_losses, probs = evaluate(
-        job.scored, job.val_loader, job.losses, data.val_truth, data.val_targets, job.rt, job.net.data_config
-    )
+        job.scored, job.val_loader, job.losses, data.val_truth, data.val_targets, job.rt, job.net.data_config,
+        job.world,
+    )  # fmt: skip
     score = scores[job.select]["f1"]
     improved = score > state.best_score  # ties keep the earlier epoch
     if improved:
