@@ -19,6 +19,8 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
+from maskcls import portable
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 # The environment variables a measured child must not inherit from whoever started the benchmark: the CPU mode
@@ -39,16 +41,6 @@ CLEARED_ENV = (
 # --- the machine ------------------------------------------------------------------------------------------------
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
-
-
 def load_average() -> float:
     return round(os.getloadavg()[0], 2)
 
@@ -58,7 +50,7 @@ def machine(load_start: float, note: str = "") -> dict:
     import torch
 
     info = {
-        "cpu": cpu_model(),
+        "cpu": portable.cpu_model(),
         "logical_cpus": os.cpu_count(),
         "python": platform.python_version(),
         "torch": torch.__version__,

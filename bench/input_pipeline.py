@@ -38,7 +38,7 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
-from maskcls import artifacts, io, layout, scan  # noqa: E402
+from maskcls import artifacts, io, layout, portable, scan  # noqa: E402
 from maskcls import params as params_mod  # noqa: E402
 from maskcls.dataset import build_train_loader, loader_seed  # noqa: E402
 from maskcls.params import MinorityParams, Params  # noqa: E402
@@ -108,16 +108,6 @@ def prepare(work: Path, people: int, params: Params) -> tuple[Params, dict]:
     seconds = time.perf_counter() - start
     n = sum(meta["counts"].values())
     return params, {"images": n, "seconds": round(seconds, 2), "images_per_s": round(n / seconds, 1)}
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _children_cpu() -> float:
@@ -268,7 +258,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = {
         "command": "python bench/input_pipeline.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "machine": {
-            "cpu": _cpu_model(),
+            "cpu": portable.cpu_model(),
             "cpus": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
             "python": platform.python_version(),
