@@ -4,16 +4,16 @@
     bash bench/gpu_check.sh --smoke    # the same logic on the CPU with a tiny sample, under a minute
 
 1. Determinism: `maskcls train --model multihead --fold 0` (the CLI, as `dvc repro` runs it) twice on a
-   generated sample with params.yaml as it is (train.deterministic: true, on `train.device: cuda`); the md5 of
+   generated sample with params.yaml as it is (runtime.deterministic: true, on `runtime.device: cuda`); the md5 of
    the trained weights (model.pt's state_dict tensors) must agree.
-2. Speed: the trainer path (`build_job`, a new DataLoader per epoch, `train_one_epoch`) with train.amp bf16 / fp16 /
-   off x train.channels_last on / off, and train.compile (torch.compile) on top of the defaults when params.py
+2. Speed: the trainer path (`build_job`, a new DataLoader per epoch, `train_one_epoch`) with runtime.amp bf16 / fp16 /
+   off x runtime.channels_last on / off, and runtime.compile (torch.compile) on top of the defaults when params.py
    has that key. Each setting in a fresh process: one warm-up epoch (compilation happens there), then a timed
    epoch: images/s (batch size / median step time; `train_one_epoch` reads each step's loss, which waits for the
    GPU), peak memory (torch.cuda.max_memory_allocated over the timed epoch) and GPU utilisation (nvidia-smi
    sampled every 100 ms during the timed epoch: mean and max).
 
---smoke: 40 people, 32x24 inputs, timm's tiny `test_efficientnet`, one epoch, `train.device: cpu`, two speed
+--smoke: 40 people, 32x24 inputs, timm's tiny `test_efficientnet`, one epoch, `runtime.device: cpu`, two speed
 settings; memory and utilisation are then null. It proves the script's logic, not any GPU figure.
 """
 
@@ -40,24 +40,17 @@ SMOKE = {
     "synth": {"people": 40, "eval_people": 3},
     "cache": {"height": 32, "width": 24},
     "models": {"multihead": {"head": "multihead", "backbone": "test_efficientnet", "pretrained": "none"}},
-    "train": {
-        "epochs": 1,
-        "warmup_epochs": 0,
-        "batch_size": 16,
-        "num_workers": 0,
-        "threads": 1,
-        "device": "cpu",
-        "minority": {"mode": "none"},
-    },
+    "train": {"epochs": 1, "warmup_epochs": 0, "batch_size": 16, "minority": {"mode": "none"}},
+    "runtime": {"num_workers": 0, "threads": 1, "device": "cpu"},
     "aug": {"minority": []},
 }
 AMPS = ("bf16", "fp16", "off")
 
 
 def has_compile_key() -> bool:
-    from maskcls.params import TrainParams
+    from maskcls.params import RuntimeParams
 
-    return "compile" in {f.name for f in dataclasses.fields(TrainParams)}
+    return "compile" in {f.name for f in dataclasses.fields(RuntimeParams)}
 
 
 def speed_settings(smoke: bool) -> list[dict]:
@@ -130,12 +123,12 @@ def speed_child(cfg: dict) -> dict:
     changes = {"amp": cfg["amp"], "channels_last": cfg["channels_last"]}
     if cfg.get("compile"):
         changes["compile"] = True
-    params = dataclasses.replace(params, train=dataclasses.replace(params.train, **changes))
-    cuda = torch.cuda.is_available() and params.train.device != "cpu"
+    params = dataclasses.replace(params, runtime=dataclasses.replace(params.runtime, **changes))
+    cuda = torch.cuda.is_available() and params.runtime.device != "cpu"
     setting = {"amp": cfg["amp"], "channels_last": cfg["channels_last"], "compile": bool(cfg.get("compile"))}
     out: dict = {"setting": setting}
     try:
-        with cpu_threads(params.train.threads):
+        with cpu_threads(params.runtime.threads):
             job = loop.build_job(params, MODEL, 0, Paths(root))
             trainee = getattr(job, "trainee", job.net)
             weights = loop.start_epoch(job.net, 0, params.train.epochs)
@@ -230,7 +223,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--smoke", action="store_true", help="tiny sample, 1 epoch, on the CPU: checks the logic")
     ap.add_argument("--out", type=Path, help="default bench/results/gpu_check.json (smoke: gpu_check_smoke.json)")
     ap.add_argument("--people", type=int, help="train people of the sample (default: params.yaml's synth.people)")
-    ap.add_argument("--device", default=None, help="train.device (default: cuda; smoke: cpu)")
+    ap.add_argument("--device", default=None, help="runtime.device (default: cuda; smoke: cpu)")
     ap.add_argument("--steps", type=int, help="limit the timed epoch to this many steps")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -241,9 +234,9 @@ def main(argv: list[str] | None = None) -> dict:
     out_path = args.out or benchlib.RESULTS / ("gpu_check_smoke.json" if args.smoke else "gpu_check.json")
     load_start = benchlib.load_average()
     started = time.perf_counter()
-    overrides = benchlib.merged(SMOKE, {}) if args.smoke else {"train": {}}
+    overrides = benchlib.merged(SMOKE, {}) if args.smoke else {"runtime": {}}
     device = args.device or ("cpu" if args.smoke else "cuda")
-    overrides["train"]["device"] = device
+    overrides["runtime"]["device"] = device
     if device == "cuda":
         import torch
 
@@ -286,7 +279,7 @@ def main(argv: list[str] | None = None) -> dict:
             "device": device,
             "sample": {"people": people, "eval_people": eval_people, **sample},
             "recipe": "params.yaml" + (" with the smoke overlay" if args.smoke else ""),
-            "deterministic": params.train.deterministic,
+            "deterministic": params.runtime.deterministic,
             "train_compile_key": has_compile_key(),
             "timed_steps_limit": args.steps,
         },

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The default recipe on a CUDA GPU: two deterministic runs compared by md5, then images/s, peak memory and GPU
-# utilisation per train.amp x train.channels_last (and train.compile). Writes bench/results/gpu_check.json.
+# utilisation per runtime.amp x runtime.channels_last (and runtime.compile). Writes bench/results/gpu_check.json.
 #
 #   make install && bash bench/gpu_check.sh            # on a CUDA machine, about 3-5 minutes
 #   bash bench/gpu_check.sh --smoke                    # the same logic on the CPU, tiny sample, under a minute

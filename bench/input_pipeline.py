@@ -89,7 +89,7 @@ def per_image_loader(files, targets, params: Params, seed: int, epoch: int) -> D
         batch_size=params.train.batch_size,
         shuffle=True,
         generator=generator(loader_seed(seed, epoch)),
-        num_workers=params.train.num_workers,
+        num_workers=params.runtime.num_workers,
         worker_init_fn=per_image_worker_init,
         persistent_workers=False,
         drop_last=True,

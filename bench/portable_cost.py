@@ -1,4 +1,4 @@
-"""Portable CPU mode (repro.portable) vs native: the speed it costs, and the bytes it makes the same.
+"""Portable CPU mode (runtime.portable) vs native: the speed it costs, and the bytes it makes the same.
 
     .venv/bin/python bench/portable_cost.py --out bench/results/portable_cost.json
 

@@ -6,7 +6,7 @@ import pytest
 
 from maskcls import portable
 
-# The stages run in portable CPU mode by default (repro.portable): so do the tests that train in this process,
+# The stages run in portable CPU mode by default (runtime.portable): so do the tests that train in this process,
 # so that their bytes compare with a stage's, and the CLI called in-process finds the mode it expects.
 portable.apply(True)
 import torch  # noqa: E402  (after the CPU mode is in place)

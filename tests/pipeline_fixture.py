@@ -7,12 +7,13 @@ with random weights, so an epoch takes about a second on one CPU thread.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import warnings
 from pathlib import Path
 
 import tiny
-from maskcls.params import Params, from_dict
+from maskcls.params import Params, RuntimeParams, from_dict
 from maskcls.paths import Paths
 
 PEOPLE, HEIGHT, WIDTH = tiny.PEOPLE, tiny.HEIGHT, tiny.WIDTH
@@ -27,15 +28,21 @@ FIXTURE = {
     "seed": 7,
     "data": {"raw_dir": "data/sample"},
     "synth": {"eval_people": EVAL_PEOPLE},
-    "train": {"lr": 3e-3, "scheduler": "none", "minority": {"mode": "none"}, "device": "cpu"},
+    "train": {"lr": 3e-3, "scheduler": "none", "minority": {"mode": "none"}},
+    "runtime": {"device": "cpu"},
 }
 
 
-def tiny_params(models: dict | None = None, **train) -> Params:
-    """Params of the tiny pipeline; `train` overrides keys of the train section, `models` whole model specs."""
+def tiny_params(models: dict | None = None, **settings) -> Params:
+    """Params of the tiny pipeline; `settings` override keys of the train or runtime section (by name), `models`
+    whole model specs."""
     specs = {head: tiny.model(head) for head in HEADS}
     specs |= models or {}
-    data = tiny.merged(tiny.merged(tiny.OVERLAY, FIXTURE), {"models": specs, "train": {"models": list(specs), **train}})
+    runtime_keys = {f.name for f in dataclasses.fields(RuntimeParams)}
+    runtime = {k: v for k, v in settings.items() if k in runtime_keys}
+    train = {k: v for k, v in settings.items() if k not in runtime_keys}
+    overlay = {"models": specs, "pipeline": {"models": list(specs)}, "train": train, "runtime": runtime}
+    data = tiny.merged(tiny.merged(tiny.OVERLAY, FIXTURE), overlay)
     return from_dict(data, source="tiny_params")
 
 

@@ -27,7 +27,7 @@ _built: dict[Path, Path] = {}
 def make_params(ensemble: dict | None = None, models=MODELS, embeddings: bool = True) -> Params:
     """The tiny pipeline's params with `models` trained, predict saving embeddings, and `ensemble` laid over."""
     data = params_mod.to_dict(pf.tiny_params())
-    data["train"]["models"] = list(models)
+    data["pipeline"]["models"] = list(models)
     data["predict"]["embeddings"] = embeddings
     data["ensemble"].update(ensemble or {})
     return params_mod.from_dict(data, source="predicted_fixture")

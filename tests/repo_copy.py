@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 REPO_TINY = {
     "synth": {"eval_people": 8},
     "models": {"mh": tiny.model("multihead"), "mk": tiny.model("mask")},
-    "train": {"models": ["mh", "mk"]},
+    "pipeline": {"models": ["mh", "mk"]},
 }
 
 

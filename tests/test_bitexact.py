@@ -1,7 +1,7 @@
 """Two independent copies of the repository, same params, `dvc repro` each: every output byte-identical.
 
 The copies sit at different paths, and the first runs with this machine's default thread count while the
-second runs as a one-core machine would (one OpenMP/MKL thread); `train.threads` must make that irrelevant.
+second runs as a one-core machine would (one OpenMP/MKL thread); `runtime.threads` must make that irrelevant.
 The first comparison loads data in two DataLoader workers (worker seeding), the second in the training process.
 """
 
@@ -66,7 +66,7 @@ def assert_identical(a, b) -> None:
 
 @pytest.fixture(scope="module")
 def copies(tmp_path_factory):
-    a, b = (copy_repo(tmp_path_factory.mktemp(name) / "repo", {"train": {"num_workers": 2}}) for name in "ab")
+    a, b = (copy_repo(tmp_path_factory.mktemp(name) / "repo", {"runtime": {"num_workers": 2}}) for name in "ab")
     out_a, out_b = repro_both(a, b)
     assert "train@mh-0" in ran(out_a) and "train@mh-0" in ran(out_b)
     return a, b
@@ -79,7 +79,7 @@ def test_two_fresh_runs_with_loader_workers_are_byte_identical(copies):
 def test_two_runs_loading_in_process_are_byte_identical(copies):
     for root in copies:
         data = params.read_yaml(root / "params.yaml")
-        data["train"]["num_workers"] = 0
+        data["runtime"]["num_workers"] = 0
         params.dump(data, root / "params.yaml")
     out_a, out_b = repro_both(*copies)
     assert {"train@mh-0", "train@mk-0"} <= ran(out_a) and "cache" not in ran(out_a)

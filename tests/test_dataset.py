@@ -13,7 +13,7 @@ from maskcls.dataset import (
     build_train_loader,
     resample_minority,
 )
-from maskcls.params import AugParams, AugSpec, MinorityParams, Params, TrainParams
+from maskcls.params import AugParams, AugSpec, MinorityParams, Params, RuntimeParams, TrainParams
 
 N = 40
 MINORITY = np.arange(N) % 10 == 3  # rows 3, 13, 23, 33 are "old"
@@ -29,14 +29,14 @@ def targets():
     return {"age": np.where(MINORITY, 2, 0), "gender": np.arange(N) % 2}
 
 
-def make_params(**train):
+def make_params(num_workers: int = 0, **train):
     aug = AugParams(
         train=[AugSpec("HorizontalFlip"), AugSpec("RandomBrightnessContrast", {"p": 0.8})],
         minority=[AugSpec("Affine", {"rotate": [-20, 20], "p": 1.0})],
     )
     train.setdefault("batch_size", 8)
-    train.setdefault("num_workers", 0)
-    return Params(aug=aug, train=dataclasses.replace(TrainParams(), **train))
+    runtime = RuntimeParams(num_workers=num_workers)
+    return Params(aug=aug, train=dataclasses.replace(TrainParams(), **train), runtime=runtime)
 
 
 class Marker:

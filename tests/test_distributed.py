@@ -50,7 +50,7 @@ def test_a_ddp_epoch_draws_the_one_process_order(tmp_path):
     rows = np.arange(40)
     targets = {"age": np.array([0, 1, 2, 2] * 10)}
     for minority in ({"mode": "none"}, {"mode": "weighted", "task": "age", "label": 2}):
-        data = {"train": {"batch_size": 8, "num_workers": 0, "minority": minority}, "aug": {"train": []}}
+        data = {"train": {"batch_size": 8, "minority": minority}, "runtime": {"num_workers": 0}, "aug": {"train": []}}
         p = params_mod.from_dict(merged(params_mod.read_yaml("params.yaml"), data))
         one = [b[1]["age"].tolist() for b in build_train_loader(images, rows, targets, p, seed=3, epoch=1)]
         per_rank = [list(build_train_loader(images, rows, targets, p, 3, 1, w)) for w in ranks(2)]
@@ -62,27 +62,31 @@ def test_a_ddp_epoch_draws_the_one_process_order(tmp_path):
 
 
 def test_torchrun_command_for_one_and_several_machines():
-    train = params_mod.TrainParams(devices=8)
-    cmd = distributed.launch_command(train, ["train", "--model", "m"])
+    one = params_mod.RuntimeParams(devices=8)
+    cmd = distributed.launch_command(one, ["train", "--model", "m"])
     assert cmd[:3] == [sys.executable, "-m", "torch.distributed.run"]
     assert "--nproc-per-node=8" in cmd and "--standalone" in cmd
     assert cmd[-5:] == ["-m", "maskcls", "train", "--model", "m"]
-    two = params_mod.TrainParams(devices=4, nodes=2, rdzv_endpoint="host0:29400", rdzv_id="job")
+    two = params_mod.RuntimeParams(devices=4, nodes=2, rdzv_endpoint="host0:29400", rdzv_id="job")
     cmd = distributed.launch_command(two, ["train"])
     assert "--nnodes=2" in cmd and "--rdzv-endpoint=host0:29400" in cmd and "--rdzv-id=job" in cmd
     assert "--standalone" not in cmd
 
 
 @pytest.mark.parametrize(
-    "train, words",
+    "overlay, words",
     [
-        ({"devices": 3, "batch_size": 32}, ["train.batch_size", "global batch", "3 processes"]),
-        ({"devices": 0}, ["train.devices", "at least 1"]),
-        ({"nodes": 2, "rdzv_endpoint": "host0"}, ["train.rdzv_endpoint", "host:port"]),
+        ({"runtime": {"devices": 3}, "train": {"batch_size": 32}}, ["train.batch_size", "global batch", "3 processes"]),
+        (
+            {"runtime": {"devices": 2}, "models": {"multihead": {"train": {"batch_size": 15}}}},
+            ["models.multihead.train.batch_size", "2 processes"],
+        ),
+        ({"runtime": {"devices": 0}}, ["runtime.devices", "at least 1"]),
+        ({"runtime": {"nodes": 2, "rdzv_endpoint": "host0"}}, ["runtime.rdzv_endpoint", "host:port"]),
     ],
 )
-def test_params_refuse_a_world_the_run_cannot_make(train, words):
-    data = merged(params_mod.read_yaml("params.yaml"), {"train": train})
+def test_params_refuse_a_world_the_run_cannot_make(overlay, words):
+    data = merged(params_mod.read_yaml("params.yaml"), overlay)
     with pytest.raises(ParamsError) as err:
         params_mod.check(params_mod.from_dict(data))
     assert all(w in str(err.value) for w in words)
@@ -102,14 +106,16 @@ def test_unwrap_finds_the_model_inside_ddp_and_compile_wrappers():
 
 @pytest.mark.slow
 def test_two_gloo_processes_through_dvc_score_like_one_process(tmp_path):
-    """`dvc repro` of a train stage with train.devices 2 starts torchrun (2 CPU processes, gloo); with the same
+    """`dvc repro` of a train stage with runtime.devices 2 starts torchrun (2 CPU processes, gloo); with the same
     global batch its validation F1 and loss are close to one process's. Not equal: BatchNorm statistics are per
     process (16 per step instead of 32 here) and each process draws its own augmentations. Seen here: validation
     losses 0.3% and 0.9% apart, class18 F1 0.019 and 0.011 (the tiny random-weight model is near chance after
     two epochs). Tolerances: 5% of each validation loss, 0.05 of F1."""
     overrides = {
         "synth": {"people": 60},
-        "train": {"models": ["mh"], "epochs": 2, "batch_size": 32, "threads": 1},
+        "pipeline": {"models": ["mh"]},
+        "train": {"epochs": 2, "batch_size": 32},
+        "runtime": {"threads": 1},
     }
     root = copy_repo(tmp_path / "repo", overrides)
     out = dvc(root, "repro", "train@mh-0")
@@ -119,7 +125,7 @@ def test_two_gloo_processes_through_dvc_score_like_one_process(tmp_path):
     one_loss = json.loads((root / "dvclive" / "mh-fold0" / "metrics.json").read_text())
 
     data = params_mod.read_yaml(root / "params.yaml")
-    params_mod.dump(merged(data, {"train": {"devices": 2}}), root / "params.yaml")
+    params_mod.dump(merged(data, {"runtime": {"devices": 2}}), root / "params.yaml")
     out = dvc(root, "repro", "train@mh-0")
     assert ran(out) >= {"train@mh-0"}
     assert "2 processes" in out

@@ -301,16 +301,21 @@ def test_the_closure_follows_imports_inside_functions_packages_and_resources():
     assert {"src/maskcls/ledger.py", "src/maskcls/recipes.py", "src/maskcls/stages/train.py"}.isdisjoint(synth)
 
 
-def test_the_train_stage_declares_every_train_key_that_changes_its_outputs():
+def test_the_train_stage_declares_every_key_that_changes_its_outputs():
     """The params digest in model.pt covers what the stage declares; a key missing from dvc.yaml would let DVC
     serve a model trained with another value of it."""
     import dataclasses
 
-    from maskcls.params import TrainParams
-    from maskcls.stages.train import UNDECLARED_TRAIN_KEYS
+    from maskcls.params import Params, RuntimeParams
+    from maskcls.stages.train import UNDECLARED_RUNTIME_KEYS, declared_params
 
-    declared = {
-        p.removeprefix("train.") for p in pipeline()["stages"]["train"]["params"] if str(p).startswith("train.")
-    }
-    fields = {f.name for f in dataclasses.fields(TrainParams)}
-    assert declared == fields - set(UNDECLARED_TRAIN_KEYS)
+    listed = [str(p) for p in pipeline()["stages"]["train"]["params"]]
+    runtime = {p.removeprefix("runtime.") for p in listed if p.startswith("runtime.")}
+    fields = {f.name for f in dataclasses.fields(RuntimeParams)}
+    assert runtime == fields - set(UNDECLARED_RUNTIME_KEYS)
+    # the whole recipe, the model's own section, the augmentations and the seed; nothing else
+    assert set(listed) - {f"runtime.{k}" for k in runtime} == {"seed", "models.${item.model}", "aug", "train"}
+    # and the digest covers exactly those
+    digested = declared_params(Params(), "multihead")
+    assert set(digested) == {"seed", "model", "aug", "train", "runtime"}
+    assert set(digested["runtime"]) == runtime

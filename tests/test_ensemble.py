@@ -27,7 +27,7 @@ def make_params(models, train_models, folds=(0,), split_folds=2, folds_mode="vot
         {
             "split": {"method": "kfold", "n_folds": split_folds},
             "models": models,
-            "train": {"models": list(train_models), "folds": list(folds)},
+            "pipeline": {"models": list(train_models), "folds": list(folds)},
             "ensemble": {"folds": folds_mode, **ens},
         }
     )
@@ -163,7 +163,7 @@ def test_run_writes_a_checked_submission_named_after_the_experiment(tmp_path, mo
     info = pd.DataFrame({"ImageID": [f"{i:040x}.jpg" for i in range(3)], "ans": 0})
     info.to_csv(raw / layout.EVAL_CSV, index=False)
     p = params.from_dict(
-        {"data": {"raw_dir": "raw"}, "split": {"n_folds": 2}, "train": {"models": ["multihead"], "folds": [0]}}
+        {"data": {"raw_dir": "raw"}, "split": {"n_folds": 2}, "pipeline": {"models": ["multihead"], "folds": [0]}}
     )
     write_pred(tmp_path, "multihead", 0, "eval", [0, 1, 2], class18=one_hot18([3, 17, 0]))
     write_pred(tmp_path, "multihead", 0, "oof", [4], class18=one_hot18([9]))
@@ -392,7 +392,7 @@ def test_embeddings_features_come_from_predict_each_block_standardised(predicted
     ev = artifacts.read_ensemble(paths.ensemble_dir, "eval")
     blocks = [person.image_statistics(artifacts.open_cache(paths.cache_dir, "eval"))]
     blocks += [
-        person.standardize(artifacts.fold_predictions(paths, m, 0, "eval")["embeddings"]) for m in p.train.models
+        person.standardize(artifacts.fold_predictions(paths, m, 0, "eval")["embeddings"]) for m in p.pipeline.models
     ]
     features = np.concatenate(blocks, axis=1)
     assert features.shape[1] > blocks[0].shape[1] + 8
@@ -421,7 +421,7 @@ def test_embeddings_features_come_from_predict_each_block_standardised(predicted
 def test_bad_combinations_are_params_errors(ens, predict, key, words):
     from maskcls.errors import ParamsError
 
-    data = {"models": {"a": {"head": "single"}, "b": {"head": "fused"}}, "train": {"models": ["a", "b"]}}
+    data = {"models": {"a": {"head": "single"}, "b": {"head": "fused"}}, "pipeline": {"models": ["a", "b"]}}
     with pytest.raises(ParamsError) as err:
         params.from_dict({**data, "ensemble": ens, "predict": predict})
     assert key in str(err.value) and words in str(err.value)
@@ -434,8 +434,10 @@ def test_bias_weights_needs_two_members_and_the_per_task_models_are_one():
     with pytest.raises(
         ParamsError, match="ensemble.tune: bias\\+weights fits weights between members, and there is one"
     ):
-        params.from_dict({"models": zoo, "train": {"models": ["m", "g", "a"]}, "ensemble": {"tune": "bias+weights"}})
-    params.from_dict({"models": zoo, "train": {"models": ["m", "g", "a", "mh"]}, "ensemble": {"tune": "bias+weights"}})
+        params.from_dict({"models": zoo, "pipeline": {"models": ["m", "g", "a"]}, "ensemble": {"tune": "bias+weights"}})
+    params.from_dict(
+        {"models": zoo, "pipeline": {"models": ["m", "g", "a", "mh"]}, "ensemble": {"tune": "bias+weights"}}
+    )
     params.from_dict(
         {"ensemble": {"tune": "bias", "person": "pool+assign", "method": "weighted_soft", "weights": {"multihead": 2}}}
     )

@@ -53,7 +53,7 @@ def root(tmp_path):
 
 def test_every_f1_is_the_competitions_sklearn_call(root):
     tmp, truth, folds, pred = root
-    p = params.from_dict({"data": {"raw_dir": "raw"}, "split": {"n_folds": 2}, "train": {"models": ["multihead"]}})
+    p = params.from_dict({"data": {"raw_dir": "raw"}, "split": {"n_folds": 2}, "pipeline": {"models": ["multihead"]}})
     metrics = evaluate.run(p, tmp)
     true = truth["class"].to_numpy()
     assert metrics["oof_f1"] == round(f1_score(true, pred, average="macro"), 6)
@@ -83,7 +83,7 @@ def test_several_models_are_scored_each(root):
             "data": {"raw_dir": "raw"},
             "split": {"n_folds": 2},
             "models": zoo,
-            "train": {"models": ["m", "n"], "folds": [0, 1]},
+            "pipeline": {"models": ["m", "n"], "folds": [0, 1]},
         }
     )
     for fold in (0, 1):  # n: copies of m's predictions
@@ -97,7 +97,7 @@ def test_several_models_are_scored_each(root):
 
 def test_what_person_and_tune_chose_is_surfaced_and_absent_when_they_are_off(root):
     tmp, *_ = root
-    p = params.from_dict({"data": {"raw_dir": "raw"}, "split": {"n_folds": 2}, "train": {"models": ["multihead"]}})
+    p = params.from_dict({"data": {"raw_dir": "raw"}, "split": {"n_folds": 2}, "pipeline": {"models": ["multihead"]}})
     metrics = evaluate.run(p, tmp)
     assert "person" not in metrics and "tune" not in metrics
     person = {

@@ -115,10 +115,10 @@ def test_a_stage_without_its_inputs_names_the_stage_to_run(tmp_path, monkeypatch
 
 def test_cuda_without_a_gpu(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    p = params_file(tmp_path / "params.yaml", {"train": {"device": "cuda"}})
+    p = params_file(tmp_path / "params.yaml", {"runtime": {"device": "cuda"}})
     code, err = maskcls(monkeypatch, capsys, *TRAIN, "--params", p, "--root", str(tmp_path))
     assert code == 2
-    assert "no CUDA device (no GPU" in err and "set train.device: auto or cpu" in err
+    assert "no CUDA device (no GPU" in err and "set runtime.device: auto or cpu" in err
 
 
 def test_cuda_out_of_memory_names_the_params_to_change(tmp_path, tmp_path_factory, monkeypatch, capsys):
@@ -131,7 +131,7 @@ def test_cuda_out_of_memory_names_the_params_to_change(tmp_path, tmp_path_factor
     p = params_file(tmp_path / "params.yaml")
     code, err = maskcls(monkeypatch, capsys, *TRAIN, "--params", p, "--root", str(root))
     assert code == 2
-    assert "CUDA ran out of memory" in err and "lower train.batch_size" in err and "train.amp: bf16" in err
+    assert "CUDA ran out of memory" in err and "lower train.batch_size" in err and "runtime.amp: bf16" in err
     assert not Paths(root).model_dir("multihead", 0).exists()
 
 
@@ -145,7 +145,7 @@ def predicted(tmp_path) -> tuple[Path, params.Params]:
     (raw / "eval").mkdir(parents=True)
     pd.DataFrame({"ImageID": [f"{i:040x}.jpg" for i in range(4)], "ans": 0}).to_csv(raw / layout.EVAL_CSV, index=False)
     p = params.from_dict(
-        {"data": {"raw_dir": "raw"}, "split": {"n_folds": 2}, "train": {"models": ["multihead"], "folds": [0]}}
+        {"data": {"raw_dir": "raw"}, "split": {"n_folds": 2}, "pipeline": {"models": ["multihead"], "folds": [0]}}
     )
     pred_dir = Paths(tmp_path).pred_dir("multihead", 0)
     pred_dir.mkdir(parents=True)

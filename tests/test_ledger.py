@@ -82,8 +82,8 @@ def test_record_stores_the_machine_behind_the_row(recorded):
     row = rows(root).loc[1]
     here = json.loads(ok(subprocess.run([MASKCLS, "env"], cwd=root, capture_output=True, text=True)))
     assert {key: row[f"env_{key}"] for key in ledger.ENV_KEYS} == here
-    assert here["cpu_mode"] == "portable:AVX2"  # the copy's params.yaml keeps repro.portable: true
-    assert here["threads"] == str(params.load(root / "params.yaml").train.threads)
+    assert here["cpu_mode"] == "portable:AVX2"  # the copy's params.yaml keeps runtime.portable: true
+    assert here["threads"] == str(params.load(root / "params.yaml").runtime.threads)
 
 
 def test_record_refuses_uncommitted_params(recorded):
@@ -211,7 +211,7 @@ def test_a_mismatch_from_another_machine_names_the_part_and_the_remedy(recorded)
         result = lb(root, "reproduce", "1")
     assert result.returncode == 1
     assert "environment differs from the recorded one in: cpu_mode, cpu" in result.stderr
-    assert "AMD EPYC 9654 96-Core" in result.stderr and "repro.portable: true" in result.stderr
+    assert "AMD EPYC 9654 96-Core" in result.stderr and "runtime.portable: true" in result.stderr
 
 
 def test_a_row_recorded_before_fingerprints_still_loads_and_reproduces(recorded):
@@ -259,7 +259,7 @@ def test_a_native_row_needs_the_same_cpu_model_and_instruction_set():
     row = ROW | {"cpu_mode": "native:AVX512"}
     amd = row | {"cpu": "AMD EPYC 9654 96-Core Processor"}
     assert ledger.env_differences(row, amd) == [("cpu", ROW["cpu"], amd["cpu"])]
-    assert "repro.portable: true" in ledger.explain(ledger.env_differences(row, amd))[0]
+    assert "runtime.portable: true" in ledger.explain(ledger.env_differences(row, amd))[0]
     laptop = row | {"cpu_mode": "native:AVX2"}
     assert ledger.env_differences(row, laptop) == [("cpu_mode", "native:AVX512", "native:AVX2")]
 
@@ -308,3 +308,12 @@ def test_run_cache_push_lets_a_clone_skip_every_stage(recorded, tmp_path):
     out = dvc(clone, "repro")
     assert ran(out) == set(), out
     assert md5(clone / "submissions/submission.csv") == submissions[1]
+
+
+def test_an_older_revisions_runtime_settings_are_read_where_they_were():
+    """Rows recorded before the `runtime` section: their threads, device and CPU mode lived under train and repro,
+    and the fingerprint of a rebuild must use them, not today's defaults."""
+    old = {"train": {"threads": 4, "device": "cpu", "lr": 0.1}, "repro": {"portable": False}}
+    assert ledger._runtime_layout(old) == {"runtime": {"threads": 4, "device": "cpu", "portable": False}}
+    new = {"runtime": {"threads": 1, "portable": True}, "train": {"lr": 0.1}}
+    assert ledger._runtime_layout(new) == {"runtime": {"threads": 1, "portable": True}}

@@ -26,18 +26,22 @@ def test_committed_params_load_and_numbers_stay_numbers(tmp_path):
         ({"trian": {}}, "trian", "did you mean 'train'"),
         ({"train": {"epochs": "ten"}}, "train.epochs", "expected an integer"),
         ({"train": {"epochs": 2.5}}, "train.epochs", "expected an integer"),
-        ({"train": {"channels_last": "yes"}}, "train.channels_last", "true or false"),
+        ({"runtime": {"channels_last": "yes"}}, "runtime.channels_last", "true or false"),
         ({"train": {"optimizer": "adma"}}, "train.optimizer", "did you mean 'adam'"),
         ({"cache": {"crop_size": [1, 2, 3]}}, "cache.crop_size", "list of 2"),
-        ({"train": {"models": ["nope"]}}, "train.models", "not defined"),
-        ({"train": {"folds": [7]}}, "train.folds", "does not exist"),
+        ({"pipeline": {"models": ["nope"]}}, "pipeline.models", "not defined"),
+        ({"pipeline": {"folds": [7]}}, "pipeline.folds", "does not exist"),
+        ({"train": {"threads": 2}}, "train.threads", "unknown key; it is runtime.threads now"),
+        ({"train": {"folds": [0]}}, "train.folds", "unknown key; it is pipeline.folds now"),
+        ({"repro": {"portable": True}}, "repro", "unknown key; it is runtime.portable now"),
         ({"split": {"method": "kfold", "n_folds": 1}}, "split.n_folds", "at least 2"),
         ({"ensemble": {"method": "weighted_soft"}}, "ensemble.weights", "missing: multihead"),
         ({"ensemble": {"method": "hard", "weights": {"multihead": 2}}}, "ensemble.weights", "weighted_soft"),
         ({"ensemble": {"method": "weighted"}}, "ensemble.method", "not one of"),
         ({"models": {"multihead": {"train": {"lrr": 1}}}}, "models.multihead.train.lrr", "did you mean 'lr'"),
         ({"models": {"multihead": {"train": {"epochs": 0}}}}, "models.multihead.train.epochs", "at least 1"),
-        ({"models": {"multihead": {"train": {"folds": [0]}}}}, "models.multihead.train.folds", "for all models"),
+        ({"models": {"multihead": {"train": {"folds": [0]}}}}, "models.multihead.train.folds", "pipeline.folds"),
+        ({"models": {"multihead": {"train": {"amp": "off"}}}}, "models.multihead.train.amp", "under runtime.amp"),
         ({"split": {"group": "person"}}, "split.group", "not one of"),
         ({"train": {"scheduler": "cosin"}}, "train.scheduler", "did you mean 'cosine'"),
         ({"relabel_age": {"overrides": "some"}}, "relabel_age.overrides", "not one of off, core, all"),
@@ -46,7 +50,11 @@ def test_committed_params_load_and_numbers_stay_numbers(tmp_path):
             "models.multihead.losses.age.name",
             "not one of",
         ),
-        ({"models": {"truth": {"head": "multihead"}}, "train": {"models": ["truth"]}}, "models.truth", "not 'truth'"),
+        (
+            {"models": {"truth": {"head": "multihead"}}, "pipeline": {"models": ["truth"]}},
+            "models.truth",
+            "not 'truth'",
+        ),
         ({"cache": {"height": 4}}, "cache", "at least 8 pixels"),
         ({"predict": {"tta": []}}, "predict.tta", "at least one view"),
         (
@@ -66,9 +74,9 @@ def test_bad_params_name_the_key(data, key, words):
 def test_per_task_models_need_all_tasks_unless_an_all_task_model_fills_in():
     zoo = {"m": {"head": "mask"}, "g": {"head": "gender"}, "a": {"head": "age"}, "mh": {"head": "multihead"}}
     with pytest.raises(ParamsError, match="missing age"):
-        params.from_dict({"models": zoo, "train": {"models": ["m", "g"]}})
-    params.from_dict({"models": zoo, "train": {"models": ["m", "g", "a"]}})
-    params.from_dict({"models": zoo, "train": {"models": ["a", "mh"]}})
+        params.from_dict({"models": zoo, "pipeline": {"models": ["m", "g"]}})
+    params.from_dict({"models": zoo, "pipeline": {"models": ["m", "g", "a"]}})
+    params.from_dict({"models": zoo, "pipeline": {"models": ["a", "mh"]}})
 
 
 def test_round_trip_and_digest_stable():
@@ -82,14 +90,14 @@ def test_round_trip_and_digest_stable():
 
 def two_models(**ensemble):
     zoo = {"a": {"head": "single"}, "b": {"head": "single"}}
-    return {"models": zoo, "train": {"models": ["a", "b"]}, "ensemble": ensemble}
+    return {"models": zoo, "pipeline": {"models": ["a", "b"]}, "ensemble": ensemble}
 
 
 @pytest.mark.parametrize(
     "weights, words",
     [
         ({"a": 2}, "missing: b"),
-        ({"a": 1, "b": 1, "c": 1}, "not in train.models: c"),
+        ({"a": 1, "b": 1, "c": 1}, "not in pipeline.models: c"),
         ({"a": 1, "b": 0}, "b: 0.0"),
         ({"a": -1, "b": 1}, "a: -1.0"),
     ],
@@ -107,7 +115,8 @@ def test_per_model_train_overrides_resolve_over_the_shared_section():
                 "a": {"head": "single", "train": {"lr": 3e-5, "minority": {"factor": 5}}},
                 "b": {"head": "single"},
             },
-            "train": {"models": ["a", "b"], "lr": 1e-3, "minority": {"mode": "resample", "factor": 3}},
+            "pipeline": {"models": ["a", "b"]},
+            "train": {"lr": 1e-3, "minority": {"mode": "resample", "factor": 3}},
         }
     )
     assert p.train_for("a").lr == 3e-5 and p.train_for("b").lr == 1e-3

@@ -1,4 +1,4 @@
-"""Portable CPU mode (repro.portable): the instruction-set cap is in effect in the stages' processes, makes the
+"""Portable CPU mode (runtime.portable): the instruction-set cap is in effect in the stages' processes, makes the
 same bytes whatever the CPU offers above it, and refuses to be switched on too late.
 
 Every check runs in fresh processes: the switches only count before torch is imported, and this test process
@@ -81,7 +81,7 @@ def last_json(result: subprocess.CompletedProcess) -> dict:
 
 def write_params(path: Path, portable_on: bool) -> Path:
     data = params.read_yaml(Path(__file__).resolve().parents[1] / "params.yaml")
-    data["repro"] = {"portable": portable_on}
+    data["runtime"]["portable"] = portable_on
     params.dump(data, path)
     return path
 
@@ -107,7 +107,7 @@ def test_the_maskcls_command_runs_torch_under_the_mode_of_params(tmp_path, nativ
     fingerprint = last_json(result)
     expected = f"portable:{portable.CAP}" if portable_on else f"native:{native_capability}"
     assert fingerprint["cpu_mode"] == expected
-    assert fingerprint["threads"] == str(params.load(path).train.threads)
+    assert fingerprint["threads"] == str(params.load(path).runtime.threads)
 
 
 def test_loader_workers_inherit_the_cap(tmp_path):
@@ -218,10 +218,10 @@ def test_the_error_leaves_the_environment_alone(monkeypatch):
 def test_the_cli_reports_the_error_and_exits(tmp_path):
     """`maskcls` turns it into a one-line error, like any other: here a params file asking for a non-boolean."""
     path = tmp_path / "params.yaml"
-    path.write_text("repro:\n  portable: 'yes'\n")
+    path.write_text("runtime:\n  portable: 'yes'\n")
     result = subprocess.run([MASKCLS, "env", "--params", str(path)], capture_output=True, text=True, env=clean_env())
     assert result.returncode == 2
-    assert "repro.portable: expected true or false" in result.stderr
+    assert "runtime.portable: expected true or false" in result.stderr
 
 
 # --- the setting ----------------------------------------------------------------------------------------------
@@ -232,17 +232,17 @@ def test_the_setting_is_read_without_torch_and_defaults_to_portable(tmp_path):
     assert portable.read_setting(path) is True  # no file
     path.write_text("seed: 1\n")
     assert portable.read_setting(path) is True  # no section
-    path.write_text("repro:\n  portable: false\n")
+    path.write_text("runtime:\n  portable: false\n")
     assert portable.read_setting(path) is False
     code = "import sys; from maskcls import portable; portable.read_setting(sys.argv[1]); print('torch' in sys.modules)"
     assert py(code, str(path), env=clean_env()).stdout.strip() == "False"
 
 
 def test_params_know_the_section():
-    assert params.from_dict({}).repro.portable is True
-    assert params.from_dict({"repro": {"portable": False}}).repro.portable is False
-    with pytest.raises(ParamsError, match="repro.portible: unknown key; did you mean 'portable'"):
-        params.from_dict({"repro": {"portible": False}})
+    assert params.from_dict({}).runtime.portable is True
+    assert params.from_dict({"runtime": {"portable": False}}).runtime.portable is False
+    with pytest.raises(ParamsError, match="runtime.portible: unknown key; did you mean 'portable'"):
+        params.from_dict({"runtime": {"portible": False}})
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,7 @@ from repo_copy import copy_repo, dvc, ran
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("queue")]
 
 # One tiny model, so each experiment retrains one model on one fold of one epoch.
-ONE_MODEL = {"models": {"mh": tiny.model("multihead")}, "train": {"models": ["mh"]}}
+ONE_MODEL = {"models": {"mh": tiny.model("multihead")}, "pipeline": {"models": ["mh"]}}
 QUEUED = {"lr-a": 0.01, "lr-b": 0.05}
 TIMEOUT = 480  # a guard: the two runs took 1.2 to 3 minutes on two cores shared with other work
 

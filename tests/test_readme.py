@@ -61,7 +61,7 @@ def wait_for_queue(root, timeout=900):
 
 
 def test_every_readme_experiment_command_runs_on_the_default_params(tmp_path):
-    root = copy_repo(tmp_path / "repo", {"models": {"multihead": TINY_MODEL}, "train": {"models": ["multihead"]}})
+    root = copy_repo(tmp_path / "repo", {"models": {"multihead": TINY_MODEL}, "pipeline": {"models": ["multihead"]}})
     dvc(root, "repro")
     block, inline = readme_commands()
     for command in [*block, *inline]:

@@ -40,7 +40,7 @@ def test_recipes_resolve_to_valid_params(name, quick):
     # a recipe brings its own model zoo: nothing of the default survives in it
     assert set(p.models) == set(recipes.load(name, REPO).params["models"])
     if quick:
-        assert p.train.epochs == 1 and p.train.folds == [0] and p.cache.height == 64
+        assert p.train.epochs == 1 and p.pipeline.folds == [0] and p.cache.height == 64
         assert all(spec.pretrained != "timm" for spec in p.models.values())  # no hub on a sample run
 
 
@@ -91,11 +91,11 @@ def test_quick_summary_of_v5_says_what_it_shrinks():
         "cache.height: 360 -> 64",
         "cache.width: 200 -> 48",
         "split.holdout_ratio: 0.05 -> 0.2",
-        "train.device: auto -> cpu",
+        "runtime.device: auto -> cpu",
     ):
         assert line in summary
     v4 = recipes.quick_summary(recipes.load("v4", REPO), BASE)
-    assert "train.folds: [0, 1, 2, 3, 4] -> [0]" in v4 and "split.method: kfold -> holdout" in v4
+    assert "pipeline.folds: [0, 1, 2, 3, 4] -> [0]" in v4 and "split.method: kfold -> holdout" in v4
 
 
 def test_quick_drops_per_model_cost_overrides():
@@ -132,7 +132,7 @@ def test_v4_age_is_cross_entropy_and_focal_is_its_own_recipe():
     }
     for p in (v4, focal):
         assert (p.ensemble.method, p.ensemble.folds) == ("hard", "best")
-        assert p.train.folds == [0, 1, 2, 3, 4]
+        assert p.pipeline.folds == [0, 1, 2, 3, 4]
 
 
 def test_v2_v3_crop_360x200_and_rotate_20():

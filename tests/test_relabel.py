@@ -32,7 +32,7 @@ def make_params(old_from=58, overrides="core", models=None) -> params.Params:
         {
             "relabel_age": {"old_from": old_from, "overrides": overrides},
             "models": models,
-            "train": {"models": [next(m for m, spec in models.items() if spec["head"] != "mask")]},
+            "pipeline": {"models": [next(m for m, spec in models.items() if spec["head"] != "mask")]},
         }
     )
 

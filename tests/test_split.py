@@ -24,7 +24,7 @@ def truth_frame(n_people, rng):
 def run_split(tmp_path, truth, **split_params):
     Paths(tmp_path).labels_dir.mkdir(parents=True)
     truth.to_csv(Paths(tmp_path).labels_dir / "truth.csv", index=False)
-    p = params.from_dict({"split": split_params, "train": {"folds": [0]}})
+    p = params.from_dict({"split": split_params, "pipeline": {"folds": [0]}})
     return split.run(p, root=tmp_path)
 
 
@@ -105,7 +105,7 @@ def test_folds_follow_split_seed_not_the_training_seed(tmp_path, rng):
     def folds(name, **p):
         Paths(tmp_path / name).labels_dir.mkdir(parents=True)
         truth.to_csv(Paths(tmp_path / name).labels_dir / "truth.csv", index=False)
-        return split.run(params.from_dict({"train": {"folds": [0]}, **p}), root=tmp_path / name)
+        return split.run(params.from_dict({"pipeline": {"folds": [0]}, **p}), root=tmp_path / name)
 
     base = folds("a", seed=1)
     pd.testing.assert_frame_equal(base, folds("b", seed=2))

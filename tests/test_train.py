@@ -71,7 +71,7 @@ def assert_same_run(a: Path, b: Path, model: str = "multihead") -> None:
 
 def test_cuda_requested_without_cuda_is_a_resource_error(monkeypatch, tmp_path):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(ResourceError, match="train.device is 'cuda'.*set train.device: auto or cpu"):
+    with pytest.raises(ResourceError, match="runtime.device is 'cuda'.*set runtime.device: auto or cpu"):
         train.run(pf.tiny_params(device="cuda"), "multihead", 0, tmp_path)
     assert resolve_device("auto") == torch.device("cpu")
 
@@ -153,6 +153,26 @@ def result_val_rows(root: Path) -> np.ndarray:
 @pytest.mark.slow
 def test_two_runs_are_bit_identical(reference, root):
     train.run(pf.tiny_params(**REFERENCE), "multihead", 0, root)
+    assert_same_run(reference, root)
+
+
+def test_the_nan_fill_of_new_tensors_changes_no_byte(reference, root, monkeypatch):
+    """Deterministic mode runs without torch's NaN fill of new tensors (maskcls.repro.set_deterministic), for
+    speed; it is a debugging aid that changes results only if a kernel reads memory it has not written. With the
+    fill on, the same training makes the same bytes."""
+    import maskcls.repro
+
+    plain = maskcls.repro.set_deterministic
+
+    def with_fill(enabled):
+        plain(enabled)
+        torch.utils.deterministic.fill_uninitialized_memory = enabled
+
+    monkeypatch.setattr(loop, "set_deterministic", with_fill)
+    train.run(pf.tiny_params(**REFERENCE), "multihead", 0, root)
+    assert torch.utils.deterministic.fill_uninitialized_memory is True  # the run under test filled
+    plain(True)
+    assert torch.utils.deterministic.fill_uninitialized_memory is False  # the project's runs do not
     assert_same_run(reference, root)
 
 
@@ -263,7 +283,7 @@ def test_resume_with_loader_workers(root, tmp_path_factory):
 
 @pytest.mark.slow
 def test_a_compiled_model_trains_and_saves_the_plain_weights(root):
-    """train.compile runs the training step through torch.compile; what is validated and saved is the model
+    """runtime.compile runs the training step through torch.compile; what is validated and saved is the model
     itself, so model.pt loads into an uncompiled model and reproduces the reported scores."""
     result = train.run(pf.tiny_params(compile=True), "mask", 0, root)
     checkpoint = torch.load(Paths(root).model_dir("mask", 0) / "model.pt", weights_only=True)

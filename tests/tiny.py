@@ -22,14 +22,10 @@ OVERLAY = {
     "split": {"method": "holdout", "holdout_ratio": 0.3},
     "cache": {"height": HEIGHT, "width": WIDTH},
     "aug": {"train": [{"name": "HorizontalFlip", "p": 0.5}], "minority": []},
-    "train": {
-        "folds": [0],
-        "epochs": 1,
-        "warmup_epochs": 0,
-        "batch_size": 16,
-        "num_workers": 0,
-        "threads": 1,  # as conftest sets: the test workers share two cores, more threads per run only thrash
-    },
+    "pipeline": {"folds": [0]},
+    "train": {"epochs": 1, "warmup_epochs": 0, "batch_size": 16},
+    # one thread as conftest sets: the test workers share two cores, more threads per run only thrash
+    "runtime": {"num_workers": 0, "threads": 1},
     "predict": {"batch_size": 64},
 }
 

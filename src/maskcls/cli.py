@@ -105,19 +105,19 @@ def train(
     params: Path = PARAMS,
     root: Path = ROOT,
 ):
-    """Train one model on one fold (train.devices x train.nodes > 1: through torchrun, docs/scaling.md)."""
+    """Train one model on one fold (runtime.devices x runtime.nodes > 1: through torchrun, docs/scaling.md)."""
     from maskcls import portable
     from maskcls.stages import train as stage
     from maskcls.training import distributed
 
     portable.verify()
     settings = _params(params)
-    own = settings.for_model(model).train
-    if distributed.requested_size(own) > 1 and not distributed.under_torchrun():
+    settings.model(model)  # an unknown model is a params error here, before torchrun starts processes
+    if distributed.requested_size(settings.runtime) > 1 and not distributed.under_torchrun():
         import subprocess
 
-        # torchrun starts train.devices processes here, each running this same command line.
-        raise typer.Exit(subprocess.call(distributed.launch_command(own, sys.argv[1:])))
+        # torchrun starts runtime.devices processes here, each running this same command line.
+        raise typer.Exit(subprocess.call(distributed.launch_command(settings.runtime, sys.argv[1:])))
     stage.run(settings, model=model, fold=_fold(fold), root=root)
 
 
@@ -306,7 +306,7 @@ def lb_reproduce(
 
 def main() -> None:
     try:
-        # Before anything imports torch: the CPU kernels' instruction-set cap of repro.portable (maskcls.portable).
+        # Before anything imports torch: the CPU kernels' instruction-set cap of runtime.portable (maskcls.portable).
         from maskcls import portable
 
         portable.apply_from_params(portable.params_path_from_argv(sys.argv[1:]))

@@ -7,7 +7,7 @@ What a training epoch sees depends only on (seed, epoch, num_workers) and the pa
   Compose is seeded from (seed, epoch); in DataLoader workers every worker reseeds its copy from torch's
   per-worker seed (base seed drawn from the same generator + worker id). Which images a worker augments
   depends on num_workers, so num_workers changes the augmentation stream, hence results: it is part of the
-  experiment (train.num_workers in params), and runs are comparable only with the same value.
+  experiment (runtime.num_workers in params), and runs are comparable only with the same value.
 
 Build one train loader per epoch (`build_train_loader(..., epoch)`): iterating one loader twice draws a new
 base seed and gives a different stream.
@@ -24,7 +24,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler, get_worker_info
 
 from maskcls.errors import ParamsError
-from maskcls.params import MinorityParams, Params
+from maskcls.params import MinorityParams, Params, RuntimeParams
 from maskcls.repro import derive_seed, generator
 from maskcls.repro import worker_init_fn as seed_worker_globals
 from maskcls.training.distributed import GlobalBatchShard, World
@@ -187,7 +187,7 @@ def build_train_loader(
 
     weights = balanced_sample_weights(_task_labels(dataset.targets, minority)) if mode == "weighted" else None
     if world.distributed:
-        return sharded_loader(dataset, weights, tp, epoch_seed, world)
+        return sharded_loader(dataset, weights, tp.batch_size, params.runtime, epoch_seed, world)
     g = generator(epoch_seed)
     sampler = None
     if weights is not None:
@@ -198,16 +198,18 @@ def build_train_loader(
         shuffle=sampler is None,
         sampler=sampler,
         generator=g,
-        num_workers=tp.num_workers,
+        num_workers=params.runtime.num_workers,
         worker_init_fn=worker_init_fn,
         persistent_workers=False,
-        pin_memory=_pin_memory(tp.device),
+        pin_memory=_pin_memory(params.runtime.device),
         # A last batch of one sample breaks BatchNorm in training; dropping the remainder costs < 1 batch.
         drop_last=len(dataset) > tp.batch_size,
     )
 
 
-def sharded_loader(dataset: CachedDataset, weights, tp, epoch_seed: int, world: World) -> DataLoader:
+def sharded_loader(
+    dataset: CachedDataset, weights, batch_size: int, rt: RuntimeParams, epoch_seed: int, world: World
+) -> DataLoader:
     """This rank's loader of a DDP epoch: every rank draws the global order (a shuffle, or weighted draws with
     replacement) that one process's loader draws, and takes its share of each global batch, so the ranks' batch i
     together hold exactly one process's batch i. The workers' seeds differ per rank: augmentations are per-rank
@@ -221,16 +223,16 @@ def sharded_loader(dataset: CachedDataset, weights, tp, epoch_seed: int, world: 
         order = torch.randperm(n, generator=g).tolist()
     else:
         order = torch.multinomial(torch.as_tensor(weights, dtype=torch.double), n, True, generator=g).tolist()
-    sampler = GlobalBatchShard(order, tp.batch_size, world, drop_last=len(dataset) > tp.batch_size)
+    sampler = GlobalBatchShard(order, batch_size, world, drop_last=len(dataset) > batch_size)
     return DataLoader(
         dataset,
-        batch_size=tp.batch_size // world.size,
+        batch_size=batch_size // world.size,
         sampler=sampler,
         generator=generator(derive_seed(epoch_seed, "rank", world.rank)),
-        num_workers=tp.num_workers,
+        num_workers=rt.num_workers,
         worker_init_fn=worker_init_fn,
         persistent_workers=False,
-        pin_memory=_pin_memory(tp.device),
+        pin_memory=_pin_memory(rt.device),
     )
 
 

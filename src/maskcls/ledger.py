@@ -134,15 +134,27 @@ def _holds(root: Path, rev: str, path: str) -> bool:
     return True
 
 
+def _runtime_layout(data: dict) -> dict:
+    """An older revision's params in today's layout, as far as `maskcls env` reads them: its CPU mode, threads
+    and device lived under `repro` and `train` before the `runtime` section held them."""
+    runtime = dict(data.get("runtime") or {})
+    for key in ("threads", "device"):
+        if key in (data.get("train") or {}):
+            runtime.setdefault(key, data["train"][key])
+    if "portable" in (data.get("repro") or {}):
+        runtime.setdefault("portable", data["repro"]["portable"])
+    return {"runtime": runtime}
+
+
 def environment(root: Path, sha: str) -> dict[str, str]:
     """This machine's fingerprint for building revision `sha`: `maskcls env` under that revision's params.
 
     A revision without portable mode (no src/maskcls/portable.py) ran its CPU kernels natively whatever its
     params say, so it is fingerprinted as native.
     """
-    data = params_mod._yaml().load(git(root, "show", f"{sha}:params.yaml")) or {}
+    data = _runtime_layout(params_mod._yaml().load(git(root, "show", f"{sha}:params.yaml")) or {})
     if not _holds(root, sha, "src/maskcls/portable.py"):
-        data["repro"] = {"portable": False}
+        data["runtime"]["portable"] = False
     with tempfile.TemporaryDirectory(prefix="maskcls-env-") as tmp:
         path = Path(tmp) / "params.yaml"
         params_mod.dump(data, path)
@@ -198,7 +210,7 @@ def explain(differences: list[tuple[str, str, str]]) -> list[str]:
         if key == "cpu":
             lines.append(
                 f"CPU model: recorded {was!r}, here {now!r}. The row was built in native CPU mode, whose bytes "
-                f"hold on that CPU model only: rebuild it on a {was!r} machine, or use repro.portable: true for "
+                f"hold on that CPU model only: rebuild it on a {was!r} machine, or use runtime.portable: true for "
                 "results that rebuild on any x86-64 CPU (a new row)."
             )
         elif key == "cpu_mode" and was.startswith("portable:"):
@@ -210,11 +222,11 @@ def explain(differences: list[tuple[str, str, str]]) -> list[str]:
             lines.append(
                 f"CPU mode: recorded {was}, here {now}: the CPU kernels use other instruction sets here, so the "
                 f"sums round differently; rebuild on a machine whose native mode is {was.split(':', 1)[-1]} (the "
-                "recorded CPU model), or record new results with repro.portable: true."
+                "recorded CPU model), or record new results with runtime.portable: true."
             )
         elif key == "gpu" and was == "none":
             lines.append(
-                f"GPU: the row was built on the CPU, here train.device picks {now!r}: rebuild without a visible "
+                f"GPU: the row was built on the CPU, here runtime.device picks {now!r}: rebuild without a visible "
                 "GPU (CUDA_VISIBLE_DEVICES= maskcls lb reproduce ...)."
             )
         elif key == "gpu":
@@ -224,9 +236,9 @@ def explain(differences: list[tuple[str, str, str]]) -> list[str]:
             )
         elif key == "threads":
             lines.append(
-                f"threads: recorded {was}, here {now} (train.threads: 0 means one per core, which differs between "
+                f"threads: recorded {was}, here {now} (runtime.threads: 0 means one per core, which differs between "
                 "machines): the CPU sums split across threads differently; rebuild on a machine with as many cores, "
-                "or record new results with a fixed train.threads."
+                "or record new results with a fixed runtime.threads."
             )
         else:
             lines.append(

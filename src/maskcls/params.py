@@ -101,8 +101,8 @@ class ModelSpec:
     # One loss per head: keys mask/gender/age, or class18 for the single head. Missing keys get cross-entropy.
     losses: dict[str, LossSpec] = field(default_factory=dict)
     head_weights: dict[str, float] = field(default_factory=dict)  # multihead loss = sum w_task * loss_task
-    # Any `train.*` key that shapes this model's training (lr, epochs, optimizer, ...), overriding the shared
-    # value for this model only. Mappings merge key by key (`minority: {factor: 5}`). Checked like `train`.
+    # Any `train.*` key (lr, epochs, optimizer, ...), overriding the shared recipe for this model only. Mappings
+    # merge key by key (`minority: {factor: 5}`). Checked like `train`. `runtime` is the same for every model.
     train: dict[str, Any] = field(default_factory=dict)
 
 
@@ -129,9 +129,17 @@ class MinorityParams:
 
 
 @dataclass(frozen=True)
-class TrainParams:
-    models: list[str] = field(default_factory=lambda: ["multihead"])  # names in `models` to train
+class PipelineParams:
+    """The pipeline's matrix: dvc.yaml trains and predicts each of `models` on each of `folds`."""
+
+    models: list[str] = field(default_factory=lambda: ["multihead"])  # names under `models`
     folds: list[int] = field(default_factory=lambda: [0])  # folds to train (each holds one fold out)
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """The training recipe; `models.<name>.train` overrides any of it for one model."""
+
     epochs: int = 5
     batch_size: int = 32
     lr: float = 1e-3
@@ -146,16 +154,27 @@ class TrainParams:
     early_stop: int = 0  # epochs without val F1 gain before stopping; 0 = never
     ema: float = 0.0  # EMA decay of weights; 0 = off
     minority: MinorityParams = field(default_factory=MinorityParams)
-    num_workers: int = 2  # changes augmentation RNG streams, hence results: part of the experiment
-    threads: int = 2  # CPU threads of train and predict; the rounding of CPU sums depends on it: part of the experiment
+
+
+@dataclass(frozen=True)
+class RuntimeParams:
+    """Where and how train and predict compute, the same for every model. On CPU, threads, num_workers and
+    portable change the bytes of the results too, so the train stage declares them."""
+
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int = 2  # CPU threads of train and predict; the rounding of CPU sums depends on it
+    num_workers: int = 2  # DataLoader workers; each draws its own augmentation RNG stream
     amp: Literal["off", "bf16", "fp16"] = "bf16"  # CUDA only
     channels_last: bool = True  # model and inputs in NHWC memory order, on CPU and CUDA
     deterministic: bool = True
+    # Cap the CPU kernels of torch at AVX2 (maskcls.portable): the same bytes on any current x86-64 CPU, at a
+    # measured speed cost (docs/reproducibility.md). false: this machine's fastest kernels, bytes hold on this
+    # CPU model only. CPU kernels only; GPU kernels are unaffected.
+    portable: bool = True
     compile: bool = False  # torch.compile the model for training (measured in bench/gpu_check.sh)
     checkpoint_every: int = 1  # epochs between resumable checkpoints
     # Data-parallel training (DDP through torchrun, maskcls.training.distributed): processes per machine and
-    # machines. batch_size stays the global batch. Results are close to, not bit-identical with, one process.
+    # machines. train.batch_size stays the global batch. Results are close to, not bit-identical with, one process.
     devices: int = 1
     nodes: int = 1
     rdzv_endpoint: str = "localhost:29400"  # nodes > 1: host:port of the rendezvous (torchrun's c10d backend)
@@ -194,19 +213,24 @@ class EnsembleParams:
     tune: Literal["off", "bias", "bias+weights"] = "off"
 
 
-@dataclass(frozen=True)
-class ReproParams:
-    # Cap the CPU kernels of torch at AVX2 (maskcls.portable): the same bytes on any current x86-64 CPU, at a
-    # measured speed cost (docs/reproducibility.md). false: this machine's fastest kernels, bytes hold on this
-    # CPU model only. CPU kernels only; GPU kernels are unaffected.
-    portable: bool = True
-
-
 # --- building and type checking --------------------------------------------------------------------------
 
 
 def _err(source: str, path: str, message: str) -> ParamsError:
     return ParamsError(f"{source}: {path or '<root>'}: {message}")
+
+
+def moved_to(key: str) -> str | None:
+    """Where a key of the older layout lives now: the pipeline's matrix and the runtime left `train`, and the CPU
+    mode left `repro`. A params file of that layout is refused with the new name of each key."""
+    section, _, name = key.partition(".")
+    if key == "repro" or key == "repro.portable":
+        return "runtime.portable"
+    if section == "train":
+        for new, fields in (("pipeline", PipelineParams), ("runtime", RuntimeParams)):
+            if name in {f.name for f in dataclasses.fields(fields)}:
+                return f"{new}.{name}"
+    return None
 
 
 def _build(tp, value, path: str, source: str):
@@ -225,9 +249,12 @@ def _build(tp, value, path: str, source: str):
             value = {"name": value.get("name"), "kwargs": {k: v for k, v in value.items() if k != "name"}}
         for key in value:
             if key not in names:
+                where = f"{path}.{key}".lstrip(".")
                 close = difflib.get_close_matches(str(key), names, n=1)
                 hint = f"; did you mean '{close[0]}'?" if close else f"; valid keys: {', '.join(names)}"
-                raise _err(source, f"{path}.{key}".lstrip("."), f"unknown key{hint}")
+                if moved_to(where):
+                    hint = f"; it is {moved_to(where)} now"
+                raise _err(source, where, f"unknown key{hint}")
         kwargs = {}
         for f in dataclasses.fields(tp):
             if f.name in value:
@@ -306,11 +333,6 @@ def to_dict(params) -> dict:
 # --- per-model training settings ------------------------------------------------------------------------------
 
 
-# Keys of `train` that a model may not override: the pipeline's matrix (models, folds), the runtime that
-# predict shares with train (device, threads) and where the processes of a run meet (rendezvous).
-SHARED_TRAIN_KEYS = ("models", "folds", "device", "threads", "rdzv_endpoint", "rdzv_id")
-
-
 def _merged(base: dict, over: dict) -> dict:
     out = dict(base)
     for key, value in over.items():
@@ -321,8 +343,9 @@ def _merged(base: dict, over: dict) -> dict:
 def resolve_train(train: TrainParams, overrides: dict, where: str, source: str = "params") -> TrainParams:
     """`train` with one model's `overrides` merged into it, built and checked as the section `where`."""
     for key in overrides:
-        if key in SHARED_TRAIN_KEYS:
-            raise _err(source, f"{where}.{key}", f"set for all models under train.{key}, not per model")
+        for section, fields in (("pipeline", PipelineParams), ("runtime", RuntimeParams)):
+            if key in {f.name for f in dataclasses.fields(fields)}:
+                raise _err(source, f"{where}.{key}", f"set for all models under {section}.{key}, not per model")
     if not overrides:
         return train
     return _build(TrainParams, _merged(to_dict(train), overrides), path=where, source=source)
@@ -339,12 +362,13 @@ class Params:
     relabel_age: RelabelParams = field(default_factory=RelabelParams)
     split: SplitParams = field(default_factory=SplitParams)
     cache: CacheParams = field(default_factory=CacheParams)
+    pipeline: PipelineParams = field(default_factory=PipelineParams)
     models: dict[str, ModelSpec] = field(default_factory=lambda: {"multihead": ModelSpec()})
     aug: AugParams = field(default_factory=AugParams)
     train: TrainParams = field(default_factory=TrainParams)
+    runtime: RuntimeParams = field(default_factory=RuntimeParams)
     predict: PredictParams = field(default_factory=PredictParams)
     ensemble: EnsembleParams = field(default_factory=EnsembleParams)
-    repro: ReproParams = field(default_factory=ReproParams)
 
     def model(self, name: str) -> ModelSpec:
         if name not in self.models:
@@ -395,22 +419,22 @@ def _check_models(models: dict[str, ModelSpec], bad) -> None:
 
 
 def _check_trained_models(p: Params, bad) -> None:
-    """train.models: defined under models, each once, and together able to make the 18 classes."""
-    for name in p.train.models:
+    """pipeline.models: defined under models, each once, and together able to make the 18 classes."""
+    for name in p.pipeline.models:
         if name not in p.models:
             close = difflib.get_close_matches(name, list(p.models), n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
-            bad("train.models", f"'{name}' is not defined under models{hint}")
-    if not p.train.models:
-        bad("train.models", "at least one model must be trained")
-    if len(set(p.train.models)) != len(p.train.models):
-        bad("train.models", "a model is listed twice")
-    per_task = {p.models[m].head for m in p.train.models} & {"mask", "gender", "age"}
-    has_all_task = any(p.models[m].head in ALL_TASK_HEADS for m in p.train.models)
+            bad("pipeline.models", f"'{name}' is not defined under models{hint}")
+    if not p.pipeline.models:
+        bad("pipeline.models", "at least one model must be trained")
+    if len(set(p.pipeline.models)) != len(p.pipeline.models):
+        bad("pipeline.models", "a model is listed twice")
+    per_task = {p.models[m].head for m in p.pipeline.models} & {"mask", "gender", "age"}
+    has_all_task = any(p.models[m].head in ALL_TASK_HEADS for m in p.pipeline.models)
     if per_task and per_task != {"mask", "gender", "age"} and not has_all_task:
         missing = {"mask", "gender", "age"} - per_task
         bad(
-            "train.models",
+            "pipeline.models",
             f"per-task models need all three tasks (or an all-task model) to make 18 classes; "
             f"missing {', '.join(sorted(missing))}",
         )
@@ -424,13 +448,13 @@ def _check_split(split: SplitParams, bad) -> None:
 
 
 def _check_folds(folds: list[int], split: SplitParams, bad) -> None:
-    """train.folds: folds the split makes, each once."""
+    """pipeline.folds: folds the split makes, each once."""
     n_folds = split.n_folds if split.method == "kfold" else 1
     for fold in folds:
         if not 0 <= fold < n_folds:
-            bad("train.folds", f"fold {fold} does not exist: the split has folds 0..{n_folds - 1}")
+            bad("pipeline.folds", f"fold {fold} does not exist: the split has folds 0..{n_folds - 1}")
     if not folds or len(set(folds)) != len(folds):
-        bad("train.folds", "list each fold once, at least one")
+        bad("pipeline.folds", "list each fold once, at least one")
 
 
 def _check_relabel(relabel: RelabelParams, bad) -> None:
@@ -455,8 +479,8 @@ def _check_cache(cache: CacheParams, bad) -> None:
         bad("cache.face_margin", f"{cache.face_margin} must be 1..4 (below 1 the crop cuts the detected face)")
 
 
-def _check_train(t: TrainParams, where: str, bad) -> None:
-    """Ranges and combinations of one model's training settings; `where` is the section the user wrote."""
+def _check_train(t: TrainParams, where: str, runtime: RuntimeParams, bad) -> None:
+    """Ranges and combinations of one model's recipe; `where` is the section the user wrote."""
     for key in ("epochs", "batch_size"):
         if getattr(t, key) < 1:
             bad(f"{where}.{key}", "must be at least 1")
@@ -474,25 +498,30 @@ def _check_train(t: TrainParams, where: str, bad) -> None:
         bad(f"{where}.step_size", f"must be at least 1 epoch, got {t.step_size}")
     if t.patience < 0:
         bad(f"{where}.patience", f"must be 0 or more, got {t.patience}")
-    if t.num_workers < 0:
-        bad(f"{where}.num_workers", "must be 0 or more")
-    if t.threads < 0:
-        bad(f"{where}.threads", "must be 0 (one per core) or more")
     if not 0 <= t.ema < 1:
         bad(f"{where}.ema", "EMA decay must be in [0, 1)")
-    for key in ("devices", "nodes"):
-        if getattr(t, key) < 1:
-            bad(f"{where}.{key}", "must be at least 1")
-    world = t.devices * t.nodes
+    world = runtime.devices * runtime.nodes
     if world > 1 and t.batch_size % world:
         bad(
             f"{where}.batch_size",
             f"{t.batch_size} is the global batch and must divide evenly over the {world} processes "
-            f"(train.devices {t.devices} x train.nodes {t.nodes})",
+            f"(runtime.devices {runtime.devices} x runtime.nodes {runtime.nodes})",
         )
-    host, _, port = t.rdzv_endpoint.rpartition(":")
-    if t.nodes > 1 and (not host or not port.isdigit()):
-        bad(f"{where}.rdzv_endpoint", f"expected host:port reachable from every machine, got {t.rdzv_endpoint!r}")
+
+
+def _check_runtime(r: RuntimeParams, bad) -> None:
+    if r.num_workers < 0:
+        bad("runtime.num_workers", "must be 0 or more")
+    if r.threads < 0:
+        bad("runtime.threads", "must be 0 (one per core) or more")
+    if r.checkpoint_every < 1:
+        bad("runtime.checkpoint_every", "must be at least 1 epoch")
+    for key in ("devices", "nodes"):
+        if getattr(r, key) < 1:
+            bad(f"runtime.{key}", "must be at least 1")
+    host, _, port = r.rdzv_endpoint.rpartition(":")
+    if r.nodes > 1 and (not host or not port.isdigit()):
+        bad("runtime.rdzv_endpoint", f"expected host:port reachable from every machine, got {r.rdzv_endpoint!r}")
 
 
 def _check_predict(predict: PredictParams, bad) -> None:
@@ -502,7 +531,7 @@ def _check_predict(predict: PredictParams, bad) -> None:
 
 def _check_ensemble(p: Params, bad) -> None:
     cfg = p.ensemble
-    trained = list(p.train.models)
+    trained = list(p.pipeline.models)
     weighted = cfg.method in ("weighted_soft", "weighted_hard")
     if cfg.weights and not weighted:
         bad("ensemble.weights", f"weights are used by weighted_soft and weighted_hard only, not '{cfg.method}'")
@@ -515,7 +544,7 @@ def _check_ensemble(p: Params, bad) -> None:
                 f"method '{cfg.method}' needs a weight for every trained model; missing: {', '.join(missing)}",
             )
         if extra:
-            bad("ensemble.weights", f"not in train.models: {', '.join(extra)}")
+            bad("ensemble.weights", f"not in pipeline.models: {', '.join(extra)}")
         non_positive = [f"{m}: {w}" for m, w in cfg.weights.items() if not w > 0]
         if non_positive:
             bad("ensemble.weights", f"weights must be positive; got {', '.join(non_positive)}")
@@ -536,7 +565,7 @@ def _check_ensemble(p: Params, bad) -> None:
                 bad("ensemble.groups", "a group is empty")
             for name in group:
                 if name not in trained:
-                    bad("ensemble.groups", f"'{name}' is not in train.models")
+                    bad("ensemble.groups", f"'{name}' is not in pipeline.models")
                 if name in seen:
                     bad("ensemble.groups", f"'{name}' is in two groups")
                 seen.add(name)
@@ -578,14 +607,15 @@ def check(p: Params, source: str = "params") -> None:
     _check_models(p.models, bad)
     _check_trained_models(p, bad)
     _check_split(p.split, bad)
-    _check_folds(p.train.folds, p.split, bad)
+    _check_folds(p.pipeline.folds, p.split, bad)
     _check_relabel(p.relabel_age, bad)
     _check_cache(p.cache, bad)
-    _check_train(p.train, "train", bad)
+    _check_runtime(p.runtime, bad)
+    _check_train(p.train, "train", p.runtime, bad)
     for name, spec in p.models.items():  # each model's training settings as that model trains with them
         if spec.train:
             where = f"models.{name}.train"
-            _check_train(resolve_train(p.train, spec.train, where, source), where, bad)
+            _check_train(resolve_train(p.train, spec.train, where, source), where, p.runtime, bad)
     _check_predict(p.predict, bad)
     _check_ensemble(p, bad)
 

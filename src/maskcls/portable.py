@@ -3,7 +3,7 @@
 PyTorch's CPU kernels choose their code path by the instruction sets the processor reports: ATen's vectorised
 kernels (AVX2 or AVX-512), oneDNN's JIT convolutions (up to AVX-512 with AMX here) and MKL's GEMMs (a branch
 per ISA, and per vendor). Wider vectors and other branches sum in another order, so an AVX-512 machine and an
-AVX2 machine train different weights from the same inputs. Portable mode (`repro.portable: true`, the default)
+AVX2 machine train different weights from the same inputs. Portable mode (`runtime.portable: true`, the default)
 caps all three to a baseline every current x86-64 server and desktop CPU has, AVX2, before torch is imported:
 
     ATEN_CPU_CAPABILITY=avx2            ATen's CPU kernel dispatch
@@ -15,7 +15,7 @@ caps all three to a baseline every current x86-64 server and desktop CPU has, AV
     MKL_ENABLE_INSTRUCTIONS=AVX2        MKL's dispatch for anything CNR does not cover
 
 Set in the process's environment, the cap is inherited by every process it starts (DataLoader workers, forked
-or spawned). Native mode (`repro.portable: false`) removes these variables, so the machine's best kernels run
+or spawned). Native mode (`runtime.portable: false`) removes these variables, so the machine's best kernels run
 and results hold on that CPU model only. On CUDA the switch changes nothing on the GPU: it caps the CPU kernels
 only. docs/reproducibility.md has the measured cost and what is and is not byte-identical where.
 
@@ -53,7 +53,7 @@ def wanted(portable: bool) -> dict[str, str | None]:
 
 
 def read_setting(params_path: str | Path = "params.yaml") -> bool:
-    """`repro.portable` from params.yaml, cheaply (no torch, no full params check); True when absent."""
+    """`runtime.portable` from params.yaml, cheaply (no torch, no full params check); True when absent."""
     path = Path(params_path)
     if not path.is_file():
         return True
@@ -63,12 +63,12 @@ def read_setting(params_path: str | Path = "params.yaml") -> bool:
         data = read_yaml(path)
     except Exception:  # an unreadable file is reported by the stage's own params check
         return True
-    section = data.get("repro") if isinstance(data, dict) else None
+    section = data.get("runtime") if isinstance(data, dict) else None
     if section is None:
         return True
     value = section.get("portable", True) if isinstance(section, dict) else section
     if not isinstance(value, bool):
-        raise ParamsError(f"{path}: repro.portable: expected true or false, got {value!r}")
+        raise ParamsError(f"{path}: runtime.portable: expected true or false, got {value!r}")
     return value
 
 
@@ -92,7 +92,7 @@ def apply(portable: bool) -> None:
     if diff and "torch" in sys.modules:
         mode = "portable" if portable else "native"
         raise PortableError(
-            f"repro.portable: cannot switch to {mode} CPU mode, torch is already imported with other settings: "
+            f"runtime.portable: cannot switch to {mode} CPU mode, torch is already imported with other settings: "
             f"{'; '.join(diff)}. Apply it before importing torch (maskcls does so at start-up), or export the "
             "variables before starting Python."
         )
@@ -135,7 +135,7 @@ def verify() -> str:
         raise PortableError(
             f"portable CPU mode needs {CAP}, but torch's CPU kernels run at {capability} "
             f"({'this CPU lacks AVX2' if capability in ('DEFAULT', 'NO AVX') else 'the cap did not take effect'}): "
-            "its results cannot match other machines'. Set repro.portable: false to run natively on this machine."
+            "its results cannot match other machines'. Set runtime.portable: false to run natively on this machine."
         )
     if mode == "portable" and conflicts(True):
         raise PortableError(f"portable CPU mode: switches changed after start-up: {'; '.join(conflicts(True))}")
@@ -166,18 +166,18 @@ def cpu_model() -> str:
 def environment(params_path: str | Path = "params.yaml") -> dict[str, str]:
     """What the bytes of this machine's train and predict stages depend on beyond code, data and params.
 
-    cpu, cpu_mode (`portable:AVX2`, `native:AVX512`), threads (train.threads, 0 resolved to torch's default),
-    torch, cuda, cudnn and gpu (the GPU that `train.device` picks here, or `none`). Run after `apply`.
+    cpu, cpu_mode (`portable:AVX2`, `native:AVX512`), threads (runtime.threads, 0 resolved to torch's default),
+    torch, cuda, cudnn and gpu (the GPU that `runtime.device` picks here, or `none`). Run after `apply`.
     """
     import torch
 
     verify()
-    from maskcls.params import TrainParams, read_yaml
+    from maskcls.params import RuntimeParams, read_yaml
 
     path = Path(params_path)
-    train = (read_yaml(path).get("train") or {}) if path.is_file() else {}
-    threads = train.get("threads", TrainParams.threads) or torch.get_num_threads()
-    device = train.get("device", TrainParams.device)
+    runtime = (read_yaml(path).get("runtime") or {}) if path.is_file() else {}
+    threads = runtime.get("threads", RuntimeParams.threads) or torch.get_num_threads()
+    device = runtime.get("device", RuntimeParams.device)
     gpu = torch.cuda.get_device_name(0) if device != "cpu" and torch.cuda.is_available() else "none"
     cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
     return {

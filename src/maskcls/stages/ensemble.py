@@ -76,9 +76,9 @@ def best_fold(paths: Paths, model: str, head: str, folds: list[int]) -> tuple[in
 
 def model_views(params: Params, paths: Paths, split: str) -> tuple[np.ndarray, dict[str, list[dict]]]:
     """rows, {model: its views}: the probability sets each model contributes, one per voter it gives its member."""
-    folds = list(params.train.folds)
+    folds = list(params.pipeline.folds)
     views: dict[str, list[dict]] = {}
-    for name in params.train.models:
+    for name in params.pipeline.models:
         if split == "oof":
             views[name] = [artifacts.model_predictions(paths, name, folds, "oof")]
             continue
@@ -93,7 +93,7 @@ def model_views(params: Params, paths: Paths, split: str) -> tuple[np.ndarray, d
             print(f"ensemble: {name}: keeps fold {fold}, the best held-out F1 ({scores})")
             parts = [parts[folds.index(fold)]]
         views[name] = parts
-    rows = views[params.train.models[0]][0]["rows"]
+    rows = views[params.pipeline.models[0]][0]["rows"]
     for name, parts in views.items():
         if any(not np.array_equal(p["rows"], rows) for p in parts):
             raise DataError(f"{name}: its {split} rows differ from the other models'; re-run its predict stage")
@@ -104,7 +104,7 @@ def member_voters(params: Params, views: dict[str, list[dict]]) -> dict[str, lis
     """{member: [(N, 18) probabilities of each voter]}; the per-task models combine fold by fold."""
     voters: dict[str, list[np.ndarray]] = {}
     task_models: dict[str, list[str]] = {t: [] for t in layout.TASKS}
-    for name in params.train.models:
+    for name in params.pipeline.models:
         head = params.model(name).head
         if head in ALL_TASK_HEADS:
             voters[name] = [v["class18"] for v in views[name]]
@@ -179,7 +179,7 @@ def describe(params: Params, voters: dict[str, list[np.ndarray]]) -> str:
 
 
 def prune_unlisted(params: Params, paths: Paths) -> list[Path]:
-    """Remove predictions of models or folds no longer in train.models / train.folds, and return them.
+    """Remove predictions of models or folds no longer in pipeline.models / pipeline.folds, and return them.
 
     `ensemble` and `evaluate` depend on the whole preds/ folder, and DVC hashes a stage's deps after it ran:
     without this, predictions left by an earlier experiment (a recipe's model, say) would enter the recorded
@@ -187,7 +187,7 @@ def prune_unlisted(params: Params, paths: Paths) -> list[Path]:
     of the run that made it.
     """
     preds = paths.preds_dir
-    keep = {(m, f"fold{f}") for m in params.train.models for f in params.train.folds}
+    keep = {(m, f"fold{f}") for m in params.pipeline.models for f in params.pipeline.folds}
     removed = []
     for model_dir in sorted(preds.iterdir()) if preds.is_dir() else []:
         if not model_dir.is_dir() or model_dir.name.startswith("."):
@@ -199,7 +199,7 @@ def prune_unlisted(params: Params, paths: Paths) -> list[Path]:
         if not any(model_dir.iterdir()):
             model_dir.rmdir()
     for path in removed:
-        print(f"ensemble: removed {path}: not in train.models x train.folds")
+        print(f"ensemble: removed {path}: not in pipeline.models x pipeline.folds")
     return removed
 
 
@@ -247,7 +247,7 @@ def model_embeddings(
     Eval: the first listed fold's model (one feature space for the whole set). Out of fold: each photo was embedded
     by the model of its fold; the folds' spaces differ, so each fold is a block of its own.
     """
-    folds = list(params.train.folds) if split == "oof" else [params.train.folds[0]]
+    folds = list(params.pipeline.folds) if split == "oof" else [params.pipeline.folds[0]]
     out, block = None, np.full(len(rows), -1, np.int64)
     for fold in folds:
         part = artifacts.fold_predictions(paths, name, fold, split)
@@ -282,7 +282,7 @@ def person_features(params: Params, paths: Paths, split: str, rows: np.ndarray) 
         images = artifacts.open_cache(paths.cache_dir, cache, expected_rows=len(rows) if split == "eval" else None)
         parts.append(person.image_statistics(images, rows=rows))
     if "embeddings" in kinds:
-        for name in params.train.models:
+        for name in params.pipeline.models:
             features, block = model_embeddings(params, paths, name, split, rows)
             parts.append(features)
             blocks = block if len(np.unique(block)) > 1 else None

@@ -108,8 +108,8 @@ def run(params: Params, root: Path = Path(".")) -> dict:
     plots["per_class_f1.csv"] = per_class
 
     models = {}
-    for name in params.train.models if len(params.train.models) > 1 else []:  # one model: the ensemble is it
-        oof = artifacts.model_predictions(paths, name, list(params.train.folds), "oof")
+    for name in params.pipeline.models if len(params.pipeline.models) > 1 else []:  # one model: the ensemble is it
+        oof = artifacts.model_predictions(paths, name, list(params.pipeline.folds), "oof")
         if "class18" in oof:  # per-task models are scored as part of the ensemble
             models[name] = scores(truth.loc[oof["rows"]].to_numpy(), oof["class18"].argmax(1), "oof")
     if models:

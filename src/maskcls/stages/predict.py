@@ -39,7 +39,6 @@ def batches(images: np.ndarray, rows: np.ndarray, batch_size: int) -> Iterator[t
 
 
 def run(params: Params, model: str, fold: int, root: Path = Path(".")) -> None:
-    params = params.for_model(model)  # its own train settings: predict runs as validation did (amp, memory format)
     paths = Paths(root)
     rt = runtime(params)
     net = rt.place(load_trained(paths.model_dir(model, fold)))
@@ -53,7 +52,7 @@ def run(params: Params, model: str, fold: int, root: Path = Path(".")) -> None:
     batch_size = params.predict.batch_size
     results = {}
     # Inference kernels too pick their blocking by thread count (seen on small last batches): same threads as train.
-    with cpu_threads(params.train.threads), actionable_errors(f"predict {model} fold{fold}", batch_size, rt.device):
+    with cpu_threads(params.runtime.threads), actionable_errors(f"predict {model} fold{fold}", batch_size, rt.device):
         for name, (images, rows) in jobs.items():
             desc = f"predict {model} fold{fold} {name}"
             arrays = predict_probabilities(

@@ -41,22 +41,23 @@ from maskcls.training.distributed import World
 from maskcls.training.loop import build_job, run_epoch, should_stop, summary_line
 from maskcls.training.runtime import actionable_errors
 
-# train keys that change no byte of a train stage's outputs: the pipeline's matrix (which models, which folds),
-# how often a resumable checkpoint is written, and where the processes of a DDP run meet. dvc.yaml's train stage
-# declares every other train key (tests/test_dvc_graph.py keeps the two in step).
-UNDECLARED_TRAIN_KEYS = ("models", "folds", "checkpoint_every", "rdzv_endpoint", "rdzv_id")
+# runtime keys that change no byte of a train stage's outputs: how often a resumable checkpoint is written and
+# where the processes of a DDP run meet. dvc.yaml's train stage declares every other runtime key
+# (tests/test_dvc_graph.py keeps the two in step).
+UNDECLARED_RUNTIME_KEYS = ("checkpoint_every", "rdzv_endpoint", "rdzv_id")
 
 
 def declared_params(params: Params, model: str) -> dict:
-    """The params a train stage declares in dvc.yaml (seed, models.<model>, aug, its resolved train settings, repro):
-    exactly what its outputs depend on, so another experiment that reuses them finds a truthful digest."""
-    train = {k: v for k, v in to_dict(params.train).items() if k not in UNDECLARED_TRAIN_KEYS}
+    """The params a train stage declares in dvc.yaml (seed, models.<model>, aug, the model's resolved recipe and
+    the runtime that shapes its bytes): exactly what its outputs depend on, so another experiment that reuses
+    them finds a truthful digest."""
+    runtime = {k: v for k, v in to_dict(params.runtime).items() if k not in UNDECLARED_RUNTIME_KEYS}
     return {
         "seed": params.seed,
         "model": to_dict(params.model(model)),
         "aug": to_dict(params.aug),
-        "train": train,
-        "repro": to_dict(params.repro),  # portable or native CPU kernels make other bytes
+        "train": to_dict(params.train_for(model)),
+        "runtime": runtime,
     }
 
 
@@ -139,7 +140,7 @@ def _train(params, model: str, fold: int, paths: Paths, on_epoch_end, world: Wor
     """The run; in a DDP world every rank trains and validates, rank 0 alone logs, checkpoints and writes."""
     job = build_job(params, model, fold, paths, world)
     main = world.is_main
-    spec, tp = params.model(model), params.train
+    spec, tp, rp = params.model(model), params.train, params.runtime
     if main:
         print(
             f"train: {job.name}: {spec.head} {spec.backbone}, {len(job.data.train_rows)} train / "
@@ -169,7 +170,7 @@ def _train(params, model: str, fold: int, paths: Paths, on_epoch_end, world: Wor
                 log_epoch(live, record)
                 seconds = time.monotonic() - started
                 print(summary_line(job.name, tp.epochs, record, job.select, improved, seconds, tp.warmup_epochs))
-                if tp.checkpoint_every > 0 and (state.epoch % tp.checkpoint_every == 0 or should_stop(tp, state)):
+                if rp.checkpoint_every > 0 and (state.epoch % rp.checkpoint_every == 0 or should_stop(tp, state)):
                     save_checkpoint(ckpt_path, fp, job, state)
             if on_epoch_end is not None:
                 on_epoch_end(state.epoch)
@@ -205,5 +206,5 @@ def run(
     interrupt a run.
     """
     params = params.for_model(model)  # from here on, `params.train` is this model's own resolved settings
-    with cpu_threads(params.train.threads):
+    with cpu_threads(params.runtime.threads):
         return _run(params, model, fold, Paths(Path(root)), on_epoch_end)

@@ -1,6 +1,6 @@
 """Data-parallel training through PyTorch's own machinery: torchrun starts the processes, DDP averages gradients.
 
-`train.devices` processes per machine and `train.nodes` machines make the world. The train stage's command is
+`runtime.devices` processes per machine and `runtime.nodes` machines make the world. The train stage's command is
 the same at any size: when the world is larger than one and the process was not started by torchrun, the CLI
 starts torchrun with the same command line (`launch_command`), and each process it starts finds its rank in the
 environment torchrun sets (`World.from_env`).
@@ -53,27 +53,27 @@ class World:
         return self.size > 1
 
 
-def requested_size(train) -> int:
-    return train.devices * train.nodes
+def requested_size(rt) -> int:
+    return rt.devices * rt.nodes
 
 
 def under_torchrun() -> bool:
     return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
-def launch_command(train, argv: Sequence[str]) -> list[str]:
+def launch_command(rt, argv: Sequence[str]) -> list[str]:
     """torchrun (as `python -m torch.distributed.run`, the same installation) running `maskcls <argv>` on every
-    process. One machine: `--standalone`; several: c10d rendezvous at `train.rdzv_endpoint`, where each machine
+    process. One machine: `--standalone`; several: c10d rendezvous at `runtime.rdzv_endpoint`, where each machine
     runs the same command and torchrun assigns node ranks."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={train.devices}"]
-    if train.nodes == 1:
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={rt.devices}"]
+    if rt.nodes == 1:
         cmd.append("--standalone")
     else:
         cmd += [
-            f"--nnodes={train.nodes}",
+            f"--nnodes={rt.nodes}",
             "--rdzv-backend=c10d",
-            f"--rdzv-endpoint={train.rdzv_endpoint}",
-            f"--rdzv-id={train.rdzv_id}",
+            f"--rdzv-endpoint={rt.rdzv_endpoint}",
+            f"--rdzv-id={rt.rdzv_id}",
         ]
     return [*cmd, "-m", "maskcls", *argv]
 
@@ -109,7 +109,7 @@ def check_batch(batch_size: int, world: World) -> int:
     if batch_size % world.size:
         raise ParamsError(
             f"train.batch_size: {batch_size} is the global batch and must divide evenly over the {world.size} "
-            "processes (train.devices x train.nodes)"
+            "processes (runtime.devices x runtime.nodes)"
         )
     return batch_size // world.size
 

@@ -51,7 +51,7 @@ def load_fold(paths: Paths, model: str, head: str, fold: int, image_size: tuple[
         unknown = labels.loc[fold_of.isna(), "person"].unique()[:5]
         raise DataError(f"{paths.folds}: no fold for persons {', '.join(unknown)}; re-run `dvc repro split`")
     if not (fold_of == fold).any():
-        raise DataError(f"{paths.folds}: fold {fold} has no validation persons; check train.folds and split")
+        raise DataError(f"{paths.folds}: fold {fold} has no validation persons; check pipeline.folds and split")
     is_val = (fold_of == fold).to_numpy()
     rows = labels["row"].to_numpy(dtype=np.int64)
     targets = target_arrays(labels, head, labels_path)

@@ -151,8 +151,8 @@ class Job:
 def build_job(params: Params, model: str, fold: int, paths: Paths, world: World = World()) -> Job:
     spec = params.model(model)
     check_backbone(spec.backbone, key=f"models.{model}.backbone")  # a params error before any data is read
-    tp = params.train
-    set_deterministic(tp.deterministic)  # before the first CUDA call: cuBLAS reads its workspace setting once
+    tp, rp = params.train, params.runtime
+    set_deterministic(rp.deterministic)  # before the first CUDA call: cuBLAS reads its workspace setting once
     rt = runtime(params, world)
     distributed.start(world, rt.device)
     seed = derive_seed(params.seed, "train", model, fold)
@@ -166,7 +166,7 @@ def build_job(params: Params, model: str, fold: int, paths: Paths, world: World 
     net = rt.place(net)
     # Sequential heads train one head per phase: DDP must expect parameters without gradients then.
     trainee = distributed.wrap(net, world, rt.device, unused_parameters=bool(net.task_order))
-    if tp.compile:
+    if rp.compile:
         trainee = torch.compile(trainee)
     # The schedule counts optimizer steps; every epoch's loader has the same length (resampling is fixed).
     first = build_train_loader(data.images, data.train_rows, data.train_targets, params, seed, 0, world)
@@ -187,7 +187,7 @@ def build_job(params: Params, model: str, fold: int, paths: Paths, world: World 
         scheduler=build_scheduler(optimizer, tp, steps_per_epoch),
         scaler=torch.amp.GradScaler("cuda", enabled=rt.amp == "fp16"),
         ema=ModelEmaV3(net, decay=tp.ema) if tp.ema > 0 else None,
-        val_loader=build_eval_loader(data.images, val_rows, tp.batch_size, tp.num_workers),
+        val_loader=build_eval_loader(data.images, val_rows, tp.batch_size, rp.num_workers),
         select=selection_key(spec.head),
     )
 

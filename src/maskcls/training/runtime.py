@@ -17,8 +17,8 @@ from maskcls.transforms import normalize
 def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ResourceError(
-            "train.device is 'cuda' but PyTorch sees no CUDA device (no GPU, no driver, or a CPU-only torch "
-            "build); set train.device: auto or cpu"
+            "runtime.device is 'cuda' but PyTorch sees no CUDA device (no GPU, no driver, or a CPU-only torch "
+            "build); set runtime.device: auto or cpu"
         )
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -50,19 +50,20 @@ class Runtime:
 
 def runtime(params: Params, world: World = World()) -> Runtime:
     """The runtime of this process; in a DDP world each CUDA process owns the GPU of its local rank."""
-    device = device_for(world, resolve_device(params.train.device))
+    rp = params.runtime
+    device = device_for(world, resolve_device(rp.device))
     cuda = device.type == "cuda"
-    if cuda and world.distributed and torch.cuda.device_count() < params.train.devices:
+    if cuda and world.distributed and torch.cuda.device_count() < rp.devices:
         raise ResourceError(
-            f"train.devices is {params.train.devices} but this machine has {torch.cuda.device_count()} CUDA "
-            "device(s); lower train.devices"
+            f"runtime.devices is {rp.devices} but this machine has {torch.cuda.device_count()} CUDA "
+            "device(s); lower runtime.devices"
         )
-    amp = params.train.amp if cuda else "off"
+    amp = rp.amp if cuda else "off"
     if amp == "bf16" and not torch.cuda.is_bf16_supported():
-        raise ResourceError("this GPU has no bfloat16 support; set train.amp: fp16 or off")
+        raise ResourceError("this GPU has no bfloat16 support; set runtime.amp: fp16 or off")
     # channels_last on every device: measured 1.15x on this CPU in portable mode, bytes unchanged across CPUs
     # (bench/results/portable_cost.json, bench/results/portable_channels_last_bytes.json)
-    return Runtime(device, amp, params.train.channels_last)
+    return Runtime(device, amp, rp.channels_last)
 
 
 @contextlib.contextmanager
@@ -73,13 +74,13 @@ def actionable_errors(name: str, batch_size: int, device: torch.device):
     except torch.cuda.OutOfMemoryError as exc:
         raise ResourceError(
             f"CUDA ran out of memory on {name} with batch size {batch_size}: lower train.batch_size "
-            "(predict.batch_size when predicting), or set train.amp: bf16 (or fp16) to halve activation memory"
+            "(predict.batch_size when predicting), or set runtime.amp: bf16 (or fp16) to halve activation memory"
         ) from exc
     except RuntimeError as exc:
         if "does not have a deterministic implementation" not in str(exc):
             raise
         raise ResourceError(
             f"{name}: this model uses an operation without a deterministic kernel on {device} "
-            f"({str(exc).split(',')[0]}); set train.deterministic: false to train it (runs are then not "
+            f"({str(exc).split(',')[0]}); set runtime.deterministic: false to train it (runs are then not "
             "bit-identical)"
         ) from exc
