@@ -4,7 +4,11 @@
 from __future__ import annotations
 
 import json
+import shutil
+import socket
+import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +21,12 @@ from maskcls.training import distributed
 from maskcls.training.distributed import GlobalBatchShard, World
 from repo_copy import copy_repo, dvc, ran
 from tiny import merged
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def ranks(size: int) -> list[World]:
@@ -67,10 +77,13 @@ def test_torchrun_command_for_one_and_several_machines():
     assert cmd[:3] == [sys.executable, "-m", "torch.distributed.run"]
     assert "--nproc-per-node=8" in cmd and "--standalone" in cmd
     assert cmd[-5:] == ["-m", "maskcls", "train", "--model", "m"]
-    two = params_mod.RuntimeParams(devices=4, nodes=2, rdzv_endpoint="host0:29400", rdzv_id="job")
-    cmd = distributed.launch_command(two, ["train"])
-    assert "--nnodes=2" in cmd and "--rdzv-endpoint=host0:29400" in cmd and "--rdzv-id=job" in cmd
+    two = params_mod.RuntimeParams(devices=4, nodes=2, rdzv_endpoint="host0:29400")
+    cmd = distributed.launch_command(two, ["train"], node_rank=1)
+    assert "--nnodes=2" in cmd and "--rdzv-endpoint=host0:29400" in cmd
+    # static rendezvous: the machine's own number decides its ranks, so rank 0 is where DVC runs (node 0)
+    assert "--rdzv-backend=static" in cmd and "--node-rank=1" in cmd
     assert "--standalone" not in cmd
+    assert "--node-rank=0" in distributed.launch_command(two, ["train"])
 
 
 @pytest.mark.parametrize(
@@ -138,6 +151,29 @@ def test_two_gloo_processes_through_dvc_score_like_one_process(tmp_path):
         a, b = _last(one_loss, key), _last(two_loss, key)
         assert abs(a - b) <= 0.05 * a, (key, a, b)
     assert not (root / ".maskcls" / "checkpoints" / "mh-fold0").exists()  # rank 0 cleaned up after the run
+
+    # Two machines of one process each: machine 1 is a copy of the folder (its own disk), running the train command
+    # with --node-rank 1; DVC runs machine 0. Rank 0, which writes, must be on machine 0, whatever the host names.
+    data = merged(params_mod.read_yaml(root / "params.yaml"), {"runtime": {"devices": 1, "nodes": 2}})
+    data["runtime"]["rdzv_endpoint"] = f"127.0.0.1:{free_port()}"
+    params_mod.dump(data, root / "params.yaml")
+    other = tmp_path / "machine1"
+    shutil.copytree(root, other, ignore=shutil.ignore_patterns("models", "dvclive", ".maskcls"))
+    node1 = subprocess.Popen(
+        [str(Path(sys.executable).parent / "maskcls"), "train", "--model", "mh", "--fold", "0", "--node-rank", "1"],
+        cwd=other,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        out = dvc(root, "repro", "train@mh-0")
+    finally:
+        node1_out, _ = node1.communicate(timeout=600)
+    assert node1.returncode == 0, node1_out
+    assert "2 processes" in out
+    assert json.loads(metrics.read_text())["epochs_trained"] == 2
+    assert not (other / "models").exists()  # machine 1 trained but wrote nothing
 
 
 def _last(summary: dict, key: str) -> float:

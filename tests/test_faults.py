@@ -56,6 +56,8 @@ def files(root: Path) -> dict[str, bytes]:
         # Backbones are checked by the pipeline's first stage (check-params), and by train before it reads any data.
         (("check-params",), {"models": {"age": {"backbone": "efficientnet_b00"}}}, ["models.age.backbone"]),
         (TRAIN, {"models": {"multihead": {"backbone": "efficientnet_b00"}}}, ["models.multihead.backbone"]),
+        (TRAIN + ("--node-rank", "1"), {}, ["--node-rank 1", "runtime.nodes is 1", "0..0"]),
+        (TRAIN, {"train": {"threads": 1}}, ["train.threads: unknown key; it is runtime.threads now"]),
     ],
     ids=[
         "unknown-key",
@@ -64,6 +66,8 @@ def files(root: Path) -> dict[str, bytes]:
         "weights-missing-a-model",
         "backbone-check-params",
         "backbone-train",
+        "node-rank-past-the-machines",
+        "key-of-the-older-layout",
     ],
 )
 def test_bad_params_stop_the_command_before_any_work(tmp_path, monkeypatch, capsys, command, change, words):

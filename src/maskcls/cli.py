@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from maskcls.errors import MaskclsError
+from maskcls.errors import MaskclsError, ParamsError
 
 # albumentations otherwise checks for updates over the network on import.
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -102,6 +102,9 @@ def cache(params: Path = PARAMS, root: Path = ROOT):
 def train(
     model: str = typer.Option(..., help="a name under `models` in params"),
     fold: str = typer.Option("0", help="fold to hold out (2 or fold2)"),
+    node_rank: int = typer.Option(
+        0, help="runtime.nodes > 1: this machine's number; 0 is the machine that runs DVC and writes the outputs"
+    ),
     params: Path = PARAMS,
     root: Path = ROOT,
 ):
@@ -113,11 +116,16 @@ def train(
     portable.verify()
     settings = _params(params)
     settings.model(model)  # an unknown model is a params error here, before torchrun starts processes
+    if not 0 <= node_rank < settings.runtime.nodes:
+        raise ParamsError(
+            f"--node-rank {node_rank}: runtime.nodes is {settings.runtime.nodes}, so machines are numbered "
+            f"0..{settings.runtime.nodes - 1} (0: the machine that runs DVC)"
+        )
     if distributed.requested_size(settings.runtime) > 1 and not distributed.under_torchrun():
         import subprocess
 
         # torchrun starts runtime.devices processes here, each running this same command line.
-        raise typer.Exit(subprocess.call(distributed.launch_command(settings.runtime, sys.argv[1:])))
+        raise typer.Exit(subprocess.call(distributed.launch_command(settings.runtime, sys.argv[1:], node_rank)))
     stage.run(settings, model=model, fold=_fold(fold), root=root)
 
 

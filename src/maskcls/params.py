@@ -177,8 +177,10 @@ class RuntimeParams:
     # machines. train.batch_size stays the global batch. Results are close to, not bit-identical with, one process.
     devices: int = 1
     nodes: int = 1
-    rdzv_endpoint: str = "localhost:29400"  # nodes > 1: host:port of the rendezvous (torchrun's c10d backend)
-    rdzv_id: str = "maskcls"  # nodes > 1: the same on every machine of one run
+    # nodes > 1: host:port of machine 0, the one that runs DVC, reachable from every machine. torchrun's static
+    # rendezvous: each machine passes its own number (`maskcls train --node-rank`), so rank 0, the process that
+    # writes the outputs, is on the machine that runs DVC.
+    rdzv_endpoint: str = "localhost:29400"
 
 
 @dataclass(frozen=True)

@@ -61,19 +61,20 @@ def under_torchrun() -> bool:
     return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
-def launch_command(rt, argv: Sequence[str]) -> list[str]:
+def launch_command(rt, argv: Sequence[str], node_rank: int = 0) -> list[str]:
     """torchrun (as `python -m torch.distributed.run`, the same installation) running `maskcls <argv>` on every
-    process. One machine: `--standalone`; several: c10d rendezvous at `runtime.rdzv_endpoint`, where each machine
-    runs the same command and torchrun assigns node ranks."""
+    process. One machine: `--standalone`. Several: torchrun's static rendezvous at `runtime.rdzv_endpoint` (machine
+    0's host:port), each machine with its own `node_rank`, so global rank 0 runs on machine 0, where DVC runs and
+    the outputs belong. (c10d's rendezvous would number the machines by host name instead.)"""
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={rt.devices}"]
     if rt.nodes == 1:
         cmd.append("--standalone")
     else:
         cmd += [
             f"--nnodes={rt.nodes}",
-            "--rdzv-backend=c10d",
+            f"--node-rank={node_rank}",
+            "--rdzv-backend=static",
             f"--rdzv-endpoint={rt.rdzv_endpoint}",
-            f"--rdzv-id={rt.rdzv_id}",
         ]
     return [*cmd, "-m", "maskcls", *argv]
 
