@@ -118,7 +118,7 @@ def sample_params(people: int, eval_people: int, overrides: dict | None = None) 
             "data": {"raw_dir": "data/sample"},
             "synth": {"people": people, "eval_people": eval_people, "seed": 0},
             "split": {"method": "holdout", "holdout_ratio": 0.2},
-            "train": {"folds": [0], "models": ["multihead"]},
+            "pipeline": {"folds": [0], "models": ["multihead"]},
         },
         overrides or {},
     ]

@@ -216,10 +216,9 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
 
     base = params_mod.load(ROOT / "params.yaml")
-    train = dataclasses.replace(
-        base.train, num_workers=args.workers, batch_size=args.batch_size, minority=MinorityParams(mode="none")
-    )
-    params = dataclasses.replace(base, train=train)
+    train = dataclasses.replace(base.train, batch_size=args.batch_size, minority=MinorityParams(mode="none"))
+    runtime = dataclasses.replace(base.runtime, num_workers=args.workers)
+    params = dataclasses.replace(base, train=train, runtime=runtime)
 
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="maskcls-bench-") as tmp:

@@ -36,10 +36,14 @@ def stopped_with(result: subprocess.CompletedProcess) -> str:
 
 
 def dvc_stage_commands() -> set[str]:
-    """The maskcls subcommand of every stage in dvc.yaml."""
-    stages = YAML(typ="safe", pure=True).load((REPO / "dvc.yaml").read_text())["stages"]
+    """The maskcls subcommand of every stage in dvc.yaml and the pseudo-label round's pseudo/dvc.yaml."""
+    stages = [
+        stage
+        for name in ("dvc.yaml", "pseudo/dvc.yaml")
+        for stage in YAML(typ="safe", pure=True).load((REPO / name).read_text())["stages"].values()
+    ]
     commands = set()
-    for stage in stages.values():
+    for stage in stages:
         cmd = stage.get("cmd") or stage["do"]["cmd"]
         words = shlex.split(cmd if isinstance(cmd, str) else cmd[0])
         assert words[0] == "maskcls", cmd
@@ -66,6 +70,7 @@ def test_help_lists_every_stage_command_of_the_pipeline(tmp_path):
     listed = help_commands(result.stdout)
     stages = dvc_stage_commands()
     assert {"check-params", "synth", "validate", "relabel-age", "split", "cache", "train", "predict"} <= stages
+    assert "pseudo-label" in stages
     assert stages | {"check-submission", "recipe", "exp", "lb"} <= set(listed), listed
     assert len(listed) == len(set(listed))
 

@@ -10,6 +10,9 @@ statically through every `import maskcls...`, `from maskcls... import ...` and r
 
 cli.py is a dependency of every stage: it is the entry point each `cmd` runs, and it turns the command line and
 params.yaml into the arguments of a stage's `run()` (`_params`, `_fold`), so an edit there can change an output.
+
+Both pipeline files are checked: dvc.yaml and the pseudo-label round's pseudo/dvc.yaml, whose stages run in the
+repository root (`wdir: ..`), so their paths read like dvc.yaml's.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import shlex
 import tomllib
 from pathlib import Path, PurePosixPath
 
+import pytest
 import typer.main
 
 from maskcls import cli
@@ -233,19 +237,32 @@ def check_deps_cover_code(pipeline: dict, root: Path = REPO) -> None:
     )
 
 
-def pipeline() -> dict:
-    return params_mod.read_yaml(REPO / "dvc.yaml")
+PIPELINES = ("dvc.yaml", "pseudo/dvc.yaml")
+
+
+def pipeline(name: str = "dvc.yaml") -> dict:
+    return params_mod.read_yaml(REPO / name)
 
 
 # --- tests -------------------------------------------------------------------------------------------------
 
 
-def test_every_stage_depends_on_all_the_code_it_runs():
-    check_deps_cover_code(pipeline())
+def test_every_stage_of_every_pipeline_file_runs_in_the_repository_root():
+    """The paths of the checks below are relative to the repository root: so must each stage's working folder be."""
+    for name in PIPELINES:
+        for stage, body in pipeline(name)["stages"].items():
+            wdir = (REPO / name).parent / body.get("wdir", ".")
+            assert wdir.resolve() == REPO, f"{name}: stage {stage} runs in {wdir}, not in the repository root"
 
 
-def test_no_stage_depends_on_code_it_does_not_run():
-    assert extra_code_deps(pipeline()) == {}
+@pytest.mark.parametrize("name", PIPELINES)
+def test_every_stage_depends_on_all_the_code_it_runs(name):
+    check_deps_cover_code(pipeline(name))
+
+
+@pytest.mark.parametrize("name", PIPELINES)
+def test_no_stage_depends_on_code_it_does_not_run(name):
+    assert extra_code_deps(pipeline(name)) == {}
 
 
 def test_an_unused_code_dep_is_named():

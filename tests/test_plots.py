@@ -207,7 +207,7 @@ def page(tmp_path_factory):
     out = root / "dvc_plots"
     dvc(root, "plots", "show", "-o", str(out))
     html = (out / "index.html").read_text(encoding="utf8")
-    pipeline = yaml.safe_load((root / "params.yaml").read_text())["train"]
+    pipeline = yaml.safe_load((root / "params.yaml").read_text())["pipeline"]
     expected = 3 * len(pipeline["models"]) * len(pipeline["folds"]) + 3  # + the ensemble's three
     return root, out / "index.html", html, expected
 

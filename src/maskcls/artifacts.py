@@ -254,6 +254,59 @@ def read_ensemble_report(ensemble_dir: Path, name: str) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+# --- pseudo/labels/ (pseudo_label, pseudo/dvc.yaml; read by the second round's train and evaluate) -----------------
+
+PSEUDO_LABELS = "labels.csv"  # maskcls.pseudo.COLUMNS, one line per pseudo-labelled eval photo
+PSEUDO_SUMMARY = "summary.json"  # maskcls.pseudo.summary: counts, the out-of-fold estimate of their accuracy
+PSEUDO_COLUMNS = ("row", "group", "class", "mask", "gender", "age", "confidence")
+PSEUDO_REMEDY = "run the pseudo-label round's first stage (`dvc repro pseudo/dvc.yaml:pseudo_label`)"
+
+
+def write_pseudo_labels(pseudo_dir: Path, table: pd.DataFrame, summary: dict) -> None:
+    """labels.csv and summary.json, the folder renamed into place when complete."""
+    with io.atomic_path(pseudo_dir) as tmp:
+        tmp.mkdir(parents=True)
+        table[list(PSEUDO_COLUMNS)].to_csv(tmp / PSEUDO_LABELS, index=False, lineterminator="\n")
+        io.write_json(tmp / PSEUDO_SUMMARY, summary)
+
+
+def read_pseudo_labels(pseudo_dir: Path, eval_photos: int | None = None) -> pd.DataFrame:
+    """`row, group, class, mask, gender, age, confidence`: eval index rows (each once, below `eval_photos` when
+    given) and labels that agree (`class` = layout.encode(mask, gender, age)); possibly no lines."""
+    path = io.require(Path(pseudo_dir) / PSEUDO_LABELS, PSEUDO_REMEDY)
+    frame = pd.read_csv(path)
+    missing = [c for c in PSEUDO_COLUMNS if c not in frame.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)}; {PSEUDO_REMEDY}")
+    rows = frame["row"].to_numpy()
+    problem = None
+    labels = frame[["row", "group", "class", "mask", "gender", "age"]]
+    if labels.isna().any().any():
+        problem = "empty cells"
+    elif len(frame) and not all(pd.api.types.is_integer_dtype(t) for t in labels.dtypes):
+        problem = "rows, groups and labels that are not whole numbers"
+    elif len(frame) and not pd.api.types.is_float_dtype(frame["confidence"]):
+        problem = "confidences that are not numbers"
+    elif frame["row"].duplicated().any():
+        problem = "a row listed twice"
+    elif len(rows) and (rows.min() < 0 or (eval_photos is not None and rows.max() >= eval_photos)):
+        problem = f"rows outside the {eval_photos} eval photos 0..{(eval_photos or 0) - 1}"
+    elif not frame["class"].between(0, layout.NUM_CLASSES - 1).all():
+        problem = f"classes outside 0..{layout.NUM_CLASSES - 1}"
+    elif not (layout.encode(frame["mask"], frame["gender"], frame["age"]) == frame["class"]).all():
+        problem = "mask, gender and age that do not make the class"
+    if problem:
+        raise DataError(f"{path}: {problem}; the file is damaged or older than the eval set: {PSEUDO_REMEDY}")
+    # integer labels whatever pandas guessed (a table of no photos has no values to guess from)
+    return frame.astype({c: np.int64 for c in PSEUDO_COLUMNS if c != "confidence"} | {"confidence": np.float64})
+
+
+def read_pseudo_summary(pseudo_dir: Path) -> dict:
+    """What `maskcls.pseudo.summary` wrote: threshold, unit, counts, the out-of-fold estimate."""
+    path = io.require(Path(pseudo_dir) / PSEUDO_SUMMARY, PSEUDO_REMEDY)
+    return json.loads(path.read_text())
+
+
 # --- age_tradeoff.csv (`maskcls report --collect-age`, read by the report stage) -----------------------------------
 
 AGE_TRADEOFF = "age_tradeoff.csv"  # at the repository root, tracked by git like leaderboard.csv

@@ -24,6 +24,14 @@ app = typer.Typer(
 
 PARAMS = typer.Option(Path("params.yaml"), "--params", "-p", help="params file")
 ROOT = typer.Option(Path("."), "--root", help="repository root the pipeline paths are relative to")
+ROUND = typer.Option(
+    1,
+    "--round",
+    min=1,
+    max=2,
+    help="1: the pipeline (dvc.yaml); 2: the pseudo-label round (pseudo/dvc.yaml): pseudo-labelled eval photos join "
+    "training, every result goes under pseudo/",
+)
 
 
 def _params(path: Path):
@@ -107,6 +115,7 @@ def train(
     ),
     params: Path = PARAMS,
     root: Path = ROOT,
+    round: int = ROUND,
 ):
     """Train one model on one fold (runtime.devices x runtime.nodes > 1: through torchrun, docs/scaling.md)."""
     from maskcls import portable
@@ -126,7 +135,7 @@ def train(
 
         # torchrun starts runtime.devices processes here, each running this same command line.
         raise typer.Exit(subprocess.call(distributed.launch_command(settings.runtime, sys.argv[1:], node_rank)))
-    stage.run(settings, model=model, fold=_fold(fold), root=root)
+    stage.run(settings, model=model, fold=_fold(fold), root=root, round=round)
 
 
 @app.command()
@@ -135,27 +144,36 @@ def predict(
     fold: str = typer.Option("0", help="fold (2 or fold2)"),
     params: Path = PARAMS,
     root: Path = ROOT,
+    round: int = ROUND,
 ):
     """Class probabilities of one trained model for eval and its out-of-fold train photos."""
     from maskcls import portable
     from maskcls.stages import predict as stage
 
     portable.verify()
-    stage.run(_params(params), model=model, fold=_fold(fold), root=root)
+    stage.run(_params(params), model=model, fold=_fold(fold), root=root, round=round)
 
 
 @app.command()
-def ensemble(params: Path = PARAMS, root: Path = ROOT):
+def ensemble(params: Path = PARAMS, root: Path = ROOT, round: int = ROUND):
     """Combine folds and models into the submission."""
     from maskcls.stages import ensemble as stage
 
-    stage.run(_params(params), root=root)
+    stage.run(_params(params), root=root, round=round)
 
 
 @app.command()
-def evaluate(params: Path = PARAMS, root: Path = ROOT):
+def evaluate(params: Path = PARAMS, root: Path = ROOT, round: int = ROUND):
     """Out-of-fold and (sample only) holdout metrics and plots."""
     from maskcls.stages import evaluate as stage
+
+    stage.run(_params(params), root=root, round=round)
+
+
+@app.command("pseudo-label")
+def pseudo_label(params: Path = PARAMS, root: Path = ROOT):
+    """The pseudo-label round's first stage: eval photos the first round's ensemble is sure of (pseudo.threshold)."""
+    from maskcls.stages import pseudo_label as stage
 
     stage.run(_params(params), root=root)
 

@@ -91,18 +91,64 @@ class CachedDataset(Dataset):
 
     # A memory-mapped cache travels to spawned workers as its file name, not as a copy of every image.
     def __getstate__(self):
-        state = self.__dict__.copy()
-        images = self.images
-        if isinstance(images, np.memmap) and isinstance(images.base, mmap.mmap) and images.filename:
-            state["images"] = ("memmap", images.filename, images.dtype.str, images.shape, images.offset)
-        return state
+        return {**self.__dict__, "images": _by_name(self.images)}
 
     def __setstate__(self, state):
-        images = state["images"]
-        if isinstance(images, tuple) and images and images[0] == "memmap":
-            _, filename, dtype, shape, offset = images
-            state["images"] = np.memmap(filename, dtype=np.dtype(dtype), mode="r", shape=shape, offset=offset)
-        self.__dict__.update(state)
+        self.__dict__.update({**state, "images": _reopened(state["images"])})
+
+
+def _by_name(images):
+    """A memory-mapped array as what reopens it (its file, dtype, shape, offset); anything else as it is."""
+    if isinstance(images, np.memmap) and isinstance(images.base, mmap.mmap) and images.filename:
+        return ("memmap", images.filename, images.dtype.str, images.shape, images.offset)
+    return images
+
+
+def _reopened(images):
+    if isinstance(images, tuple) and images and images[0] == "memmap":
+        _, filename, dtype, shape, offset = images
+        return np.memmap(filename, dtype=np.dtype(dtype), mode="r", shape=shape, offset=offset)
+    return images
+
+
+class StackedImages:
+    """Several (N_i, H, W, 3) uint8 image arrays read as one, without copying: row r of the stack is row r of the
+    first array, row len(first) + r row r of the second, and so on. The second round of pseudo-labels trains on the
+    train cache followed by the eval cache (`maskcls.training.fold`). Only single rows are read (what
+    `CachedDataset` does); memory-mapped parts travel to loader workers by their file names."""
+
+    def __init__(self, *parts: np.ndarray):
+        if not parts:
+            raise ValueError("StackedImages needs at least one array")
+        first = parts[0]
+        for part in parts:
+            if part.ndim != 4 or part.shape[1:] != first.shape[1:] or part.dtype != first.dtype:
+                raise ValueError(
+                    f"arrays of shape (N, H, W, 3) and one dtype only: {first.dtype} {tuple(first.shape)} and "
+                    f"{part.dtype} {tuple(part.shape)}; rebuild the cache (`dvc repro cache`)"
+                )
+        self.parts = tuple(parts)
+        self.starts = np.cumsum([0] + [len(p) for p in parts])
+        self.shape = (int(self.starts[-1]), *first.shape[1:])
+        self.dtype = first.dtype
+        self.ndim = 4
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, row) -> np.ndarray:
+        if not isinstance(row, int | np.integer):
+            raise TypeError(f"StackedImages reads one row at a time, got {type(row).__name__}")
+        if not 0 <= row < len(self):
+            raise IndexError(f"row {row} outside 0..{len(self) - 1}")
+        part = int(np.searchsorted(self.starts, row, side="right")) - 1
+        return self.parts[part][row - self.starts[part]]
+
+    def __getstate__(self):
+        return {**self.__dict__, "parts": tuple(_by_name(p) for p in self.parts)}
+
+    def __setstate__(self, state):
+        self.__dict__.update({**state, "parts": tuple(_reopened(p) for p in state["parts"])})
 
 
 def worker_init_fn(worker_id: int) -> None:

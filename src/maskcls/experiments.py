@@ -2,7 +2,8 @@
 
 `git add -A` after `dvc exp apply` sweeps in whatever lies around: `dvc_plots/` pages, DVCLive folders of
 models that are no longer trained. What belongs in git is params.yaml, dvc.lock and each output that dvc.yaml
-keeps out of DVC's cache (`cache: false`: metrics and plot files), for the stages dvc.yaml defines now.
+keeps out of DVC's cache (`cache: false`: metrics and plot files), for the stages dvc.yaml defines now; the same
+for the pseudo-label round's pseudo/dvc.yaml once it has run (its pseudo/dvc.lock and pseudo/metrics/eval.json).
 """
 
 from __future__ import annotations
@@ -11,14 +12,17 @@ from pathlib import Path
 
 from maskcls.vcs import dvc, git
 
+LOCKS = ("dvc.lock", "pseudo/dvc.lock")  # one per pipeline file; the second only once its round has run
+
 
 def git_files(root: Path = Path(".")) -> list[str]:
-    """params.yaml, dvc.lock and the uncached outputs of the current pipeline, as paths relative to `root`."""
+    """params.yaml, the lock files and the uncached outputs of the current pipelines, as paths relative to `root`."""
     from dvc.repo import Repo  # here: DVC's import costs a second, and only this command needs it
 
     with Repo(str(root)) as repo:
         uncached = sorted({out.def_path for out in repo.index.outs if not out.use_cache})
-    return ["params.yaml", "dvc.lock", *(p for p in uncached if (Path(root) / p).exists())]
+    locks = [LOCKS[0], *(p for p in LOCKS[1:] if (Path(root) / p).exists())]
+    return ["params.yaml", *locks, *(p for p in uncached if (Path(root) / p).exists())]
 
 
 def keep(name: str, root: Path = Path(".")) -> list[str]:

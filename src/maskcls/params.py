@@ -215,6 +215,19 @@ class EnsembleParams:
     tune: Literal["off", "bias", "bias+weights"] = "off"
 
 
+@dataclass(frozen=True)
+class PseudoParams:
+    """The optional second round (pseudo/dvc.yaml, docs/beyond.md): eval photos whose first-round ensemble decision
+    is at least `threshold` probable join every fold's training photos, with that decision as their label; per
+    recovered person (all of a person's photos or none, on its least confident photo) when `ensemble.person` is on."""
+
+    # 0.9: the first round's ensemble must give its decision nine chances in ten. Lower cut-offs add photos whose
+    # labels are wrong more often: on the generated sample out of fold, where labels are known, the share of right
+    # labels among kept photos rises from 64% at 0.5 to 74% at 0.7 and stays there up to 0.9, while the photos kept
+    # fall from 80% to 9% (docs/beyond.md). The pseudo_label stage reports that estimate for the data at hand.
+    threshold: float = 0.9
+
+
 # --- building and type checking --------------------------------------------------------------------------
 
 
@@ -371,6 +384,7 @@ class Params:
     runtime: RuntimeParams = field(default_factory=RuntimeParams)
     predict: PredictParams = field(default_factory=PredictParams)
     ensemble: EnsembleParams = field(default_factory=EnsembleParams)
+    pseudo: PseudoParams = field(default_factory=PseudoParams)
 
     def model(self, name: str) -> ModelSpec:
         if name not in self.models:
@@ -600,6 +614,14 @@ def _check_ensemble(p: Params, bad) -> None:
             bad("ensemble.tune", f"bias+weights fits the member weights itself: use method soft, not '{cfg.method}'")
 
 
+def _check_pseudo(pseudo: PseudoParams, bad) -> None:
+    if not 0 < pseudo.threshold <= 1:  # NaN fails too
+        bad(
+            "pseudo.threshold",
+            f"{pseudo.threshold} is not a probability a decision can reach: use a value in (0, 1], e.g. 0.9",
+        )
+
+
 def check(p: Params, source: str = "params") -> None:
     """Every range and combination, section by section; the first problem raises, naming its key."""
 
@@ -620,6 +642,7 @@ def check(p: Params, source: str = "params") -> None:
             _check_train(resolve_train(p.train, spec.train, where, source), where, p.runtime, bad)
     _check_predict(p.predict, bad)
     _check_ensemble(p, bad)
+    _check_pseudo(p.pseudo, bad)
 
 
 # --- reading and writing --------------------------------------------------------------------------------------

@@ -460,8 +460,9 @@ def experiment_name() -> str:
     return os.environ.get("DVC_EXP_NAME") or "workspace"
 
 
-def run(params: Params, root: Path = Path(".")) -> None:
-    paths = Paths(root)
+def run(params: Params, root: Path = Path("."), round: int = 1) -> None:
+    """`round` 2: the pseudo-label round's predictions in, its ensemble and submission out, under pseudo/."""
+    paths = Paths(root, round)
     info = read_info(Path(root) / params.data.raw_dir / layout.EVAL_CSV)
     prune_unlisted(params, paths)
     results, splits = {}, {}

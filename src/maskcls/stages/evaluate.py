@@ -6,6 +6,9 @@ real data the holdout scores are simply absent and the leaderboard plays that ro
 
 With `ensemble.person` or `ensemble.tune` on, the out-of-fold decisions are already cross-fitted by the ensemble
 (docs/beyond.md), and what those switches chose and scored out of fold is surfaced under `person` and `tune`.
+
+The pseudo-label round (`round` 2, pseudo/dvc.yaml) is scored the same way into pseudo/metrics/, with what its
+pseudo-labels were under `pseudo`.
 """
 
 from __future__ import annotations
@@ -88,8 +91,25 @@ def tune_summary(report: dict) -> dict[str, float]:
     return {"oof_f1_before": fit["before"], "oof_f1_after": fit["after"], "gain": fit["gain"], "parts": fit["parts"]}
 
 
-def run(params: Params, root: Path = Path(".")) -> dict:
-    paths = Paths(root)
+def pseudo_summary(summary: dict, eval_true: np.ndarray | None, paths: Paths) -> dict:
+    """The pseudo-labels the second round trained with: threshold, photos kept (and their share of eval), the
+    out-of-fold estimate of their accuracy and, where eval's answers are at hand (the generated sample), their
+    accuracy on eval: a score, computed here after the fact; the selection never saw those answers."""
+    out = {"threshold": summary["threshold"], "photos": summary["kept"], "share": summary["share"]}
+    oof = (summary.get("oof_estimate") or {}).get("accuracy")
+    if oof is not None:  # numbers only (`dvc metrics diff`): an accuracy of no photo is left out
+        out["oof_accuracy"] = oof
+    if eval_true is not None:
+        table = artifacts.read_pseudo_labels(paths.pseudo_labels_dir, eval_photos=len(eval_true))
+        right = table["class"].to_numpy() == eval_true[table["row"].to_numpy()]
+        if len(right):
+            out["holdout_accuracy"] = round(float(right.mean()), 6)
+    return out
+
+
+def run(params: Params, root: Path = Path("."), round: int = 1) -> dict:
+    """`round` 2: the pseudo-label round's ensemble scored, and what its pseudo-labels were (`pseudo_summary`)."""
+    paths = Paths(root, round)
     table = artifacts.read_truth(paths.labels_dir)
     truth = table["class"]
     ens = {s: artifacts.read_ensemble(paths.ensemble_dir, s) for s in ("oof", "eval")}
@@ -118,6 +138,8 @@ def run(params: Params, root: Path = Path(".")) -> dict:
         report = artifacts.read_ensemble_report(paths.ensemble_dir, name)
         if report is not None:
             metrics[name] = summary(report)
+    if round > 1:
+        metrics["pseudo"] = pseudo_summary(artifacts.read_pseudo_summary(paths.pseudo_labels_dir), eval_true, paths)
 
     io.write_json(paths.metrics_dir / "eval.json", metrics)
     with io.atomic_path(paths.metrics_dir / "plots") as tmp:

@@ -38,8 +38,9 @@ def batches(images: np.ndarray, rows: np.ndarray, batch_size: int) -> Iterator[t
         yield torch.from_numpy(np.ascontiguousarray(images[rows[start : start + batch_size]])).permute(0, 3, 1, 2)
 
 
-def run(params: Params, model: str, fold: int, root: Path = Path(".")) -> None:
-    paths = Paths(root)
+def run(params: Params, model: str, fold: int, root: Path = Path("."), round: int = 1) -> None:
+    """`round` 2: the pseudo-label round's model, predictions under pseudo/ (the same photos as the first round's)."""
+    paths = Paths(root, round)
     rt = runtime(params)
     net = rt.place(load_trained(paths.model_dir(model, fold)))
     size = (params.cache.height, params.cache.width)
@@ -65,4 +66,5 @@ def run(params: Params, model: str, fold: int, root: Path = Path(".")) -> None:
             )
             results[name] = {"rows": rows, **arrays}
     artifacts.write_predictions(paths.pred_dir(model, fold), results)
-    print(f"predict: {model} fold{fold}: {len(jobs['eval'][1])} eval, {len(jobs['oof'][1])} out-of-fold photos")
+    which = f" round {round}" if round > 1 else ""
+    print(f"predict: {model} fold{fold}{which}: {len(jobs['eval'][1])} eval, {len(jobs['oof'][1])} out-of-fold photos")

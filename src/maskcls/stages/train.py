@@ -4,6 +4,9 @@ Reads the image cache, `data/labels/<model>.csv` (this model's training targets)
 (the competition's labels, for every validation score) and `data/split/folds.csv` (train on persons of the
 other folds, validate on this one): see `maskcls.training.fold`. The epoch loop is `maskcls.training.loop`.
 
+In the pseudo-label round (`round` 2, pseudo/dvc.yaml) the pseudo-labelled eval photos join the training photos
+(`maskcls.training.fold.with_pseudo_labels`) and every output goes under `pseudo/` (`maskcls.paths.Paths`).
+
 Writes `models/<model>/fold<k>/` as one directory, renamed into place only when complete:
 `model.pt` (best weights, spec, data config, params digest) and `metrics.json` (best epoch's scores);
 and DVCLive curves in `dvclive/<model>-fold<k>/`.
@@ -143,8 +146,9 @@ def _train(params, model: str, fold: int, paths: Paths, on_epoch_end, world: Wor
     spec, tp, rp = params.model(model), params.train, params.runtime
     if main:
         print(
-            f"train: {job.name}: {spec.head} {spec.backbone}, {len(job.data.train_rows)} train / "
-            f"{len(job.data.val_rows)} val photos, {tp.epochs} epochs on {job.rt.device}"
+            f"train: {job.name}: {spec.head} {spec.backbone}, {len(job.data.train_rows)} train"
+            + (f" ({job.data.pseudo_photos} of them pseudo-labelled eval photos)" if paths.round > 1 else "")
+            + f" / {len(job.data.val_rows)} val photos, {tp.epochs} epochs on {job.rt.device}"
             + (f" ({job.rt.amp})" if job.rt.amp != "off" else "")
             + (f", {world.size} processes" if world.distributed else "")
         )
@@ -199,12 +203,14 @@ def run(
     fold: int,
     root: Path = Path("."),
     on_epoch_end: Callable[[int], None] | None = None,
+    round: int = 1,
 ) -> dict:
-    """Train `model` on all folds but `fold`, validate on `fold`; returns the best epoch's metrics.
+    """Train `model` on all folds but `fold`, validate on `fold`; returns the best epoch's metrics. `round` 2: the
+    pseudo-label round (pseudo-labelled eval photos added to the training photos, outputs under pseudo/).
 
     `on_epoch_end(epoch)` is called after each epoch's checkpoint (epoch counts from 1); tests use it to
     interrupt a run.
     """
     params = params.for_model(model)  # from here on, `params.train` is this model's own resolved settings
     with cpu_threads(params.runtime.threads):
-        return _run(params, model, fold, Paths(Path(root)), on_epoch_end)
+        return _run(params, model, fold, Paths(Path(root), round), on_epoch_end)

@@ -56,6 +56,8 @@ def fingerprint(params_digest: str, paths: Paths, model: str, fold: int) -> dict
         "folds": paths.folds,
         "cache": paths.cache_dir / artifacts.CACHE_META,
     }
+    if paths.round == 2:  # the pseudo-labels join the training photos: another threshold, another run
+        files["pseudo"] = paths.pseudo_labels_dir / artifacts.PSEUDO_LABELS
     return {"params": params_digest, "model": model, "fold": str(fold)} | {
         name: file_md5(path) for name, path in files.items()
     }

@@ -73,6 +73,22 @@ def build_losses(spec: ModelSpec, targets: dict[str, np.ndarray], device: torch.
     return losses
 
 
+def train_step(net, images, targets, losses, weights, optimizer, scheduler, scaler, rt, data_config):
+    """One optimizer step on one batch: (weighted loss, each output's loss), as tensors."""
+    x = rt.inputs(images, data_config)
+    with rt.autocast():
+        out = net(x)
+    # Losses in float32: half-precision logits lose the small differences cross-entropy lives on.
+    parts = {k: losses[k](out[k].float(), targets[k].to(rt.device)) for k in weights}
+    loss = sum(w * parts[k] for k, w in weights.items())
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    scheduler.step_batch()
+    return loss, parts
+
+
 def train_one_epoch(
     net, loader, losses, weights, optimizer, scheduler, scaler, ema, rt, data_config, step, desc, world=World()
 ):
@@ -85,21 +101,11 @@ def train_one_epoch(
     seen = 0
     batches = progress(loader, desc, size=lambda batch: len(batch[0])) if world.is_main else loader
     for images, targets in batches:
-        x = rt.inputs(images, data_config)
-        with rt.autocast():
-            out = net(x)
-        # Losses in float32: half-precision logits lose the small differences cross-entropy lives on.
-        parts = {k: losses[k](out[k].float(), targets[k].to(rt.device)) for k in weights}
-        loss = sum(w * parts[k] for k, w in weights.items())
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step_batch()
+        loss, parts = train_step(net, images, targets, losses, weights, optimizer, scheduler, scaler, rt, data_config)
         step += 1
         if ema is not None:
             ema.update(followed, step=step)
-        n = len(x)
+        n = len(images)
         seen += n
         sums["loss"] += loss.item() * n
         for k, v in parts.items():
@@ -175,7 +181,7 @@ def build_job(params: Params, model: str, fold: int, paths: Paths, world: World 
     val_rows = data.val_rows[distributed.shard_rows(len(data.val_rows), world)]
     return Job(
         params=params,
-        name=f"{model} fold{fold}",
+        name=f"{model} fold{fold}" + (f" round {paths.round}" if paths.round > 1 else ""),
         seed=seed,
         rt=rt,
         world=world,
