@@ -61,7 +61,6 @@ def child(cfg: dict) -> dict:
     import torch
 
     from maskcls import artifacts, metrics
-    from maskcls.dataset import build_train_loader
     from maskcls.paths import Paths
     from maskcls.repro import cpu_threads
     from maskcls.stages.predict import batches
@@ -83,7 +82,7 @@ def child(cfg: dict) -> dict:
         started = time.perf_counter()
         job = loop.build_job(with_epochs(1), MODEL, fold, paths)
         data = job.data
-        train_loader = build_train_loader(data.images, data.train_rows, data.train_targets, job.params, job.seed, 0)
+        train_loader = job.train_loader.epoch(0)
         steps_per_epoch = len(train_loader)
         weights = loop.start_epoch(job.net, 0, 1)
         timed = benchlib.TimedLoader(train_loader, limit=PROBE_STEPS + 1)

@@ -6,7 +6,7 @@
 1. Determinism: `maskcls train --model multihead --fold 0` (the CLI, as `dvc repro` runs it) twice on a
    generated sample with params.yaml as it is (runtime.deterministic: true, on `runtime.device: cuda`); the md5 of
    the trained weights (model.pt's state_dict tensors) must agree.
-2. Speed: the trainer path (`build_job`, a new DataLoader per epoch, `train_one_epoch`) with runtime.amp bf16 / fp16 /
+2. Speed: the trainer path (`build_job`, its loader's epochs, `train_one_epoch`) with runtime.amp bf16 / fp16 /
    off x runtime.channels_last on / off, and runtime.compile (torch.compile) on top of the defaults when params.py
    has that key. Each setting in a fresh process: one warm-up epoch (compilation happens there), then a timed
    epoch: images/s (batch size / median step time; `train_one_epoch` reads each step's loss, which waits for the
@@ -113,7 +113,6 @@ def speed_child(cfg: dict) -> dict:
     import torch
 
     from maskcls import params as params_mod
-    from maskcls.dataset import build_train_loader
     from maskcls.paths import Paths
     from maskcls.repro import cpu_threads
     from maskcls.training import loop
@@ -132,10 +131,10 @@ def speed_child(cfg: dict) -> dict:
             job = loop.build_job(params, MODEL, 0, Paths(root))
             trainee = getattr(job, "trainee", job.net)
             weights = loop.start_epoch(job.net, 0, params.train.epochs)
-            data, step = job.data, 0
+            step = 0
             out["runtime"] = {"device": str(job.rt.device), "amp": job.rt.amp, "channels_last": job.rt.channels_last}
             for epoch in (0, 1):
-                loader = build_train_loader(data.images, data.train_rows, data.train_targets, params, job.seed, epoch)
+                loader = job.train_loader.epoch(epoch)
                 timed = benchlib.TimedLoader(loader, cfg.get("steps"))
                 if cuda:
                     torch.cuda.synchronize()

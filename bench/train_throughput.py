@@ -9,7 +9,7 @@ input size (cache.height x cache.width), batch size and thread count.
   backward, torch.optim.AdamW (its default kernel), native CPU kernels, NCHW; `bare_cl`: the same, channels_last.
 - trainer: what `maskcls train` runs: a Job from `maskcls.training.loop.build_job` on a generated sample (the
   params' augmentations and minority resampling, runtime.num_workers, runtime.threads, runtime.deterministic,
-  runtime.portable, runtime.channels_last), a new DataLoader per epoch from `build_train_loader`, and the
+  runtime.portable, runtime.channels_last), each epoch of the job's `TrainLoader` (as `run_epoch` asks), and the
   project's `train_one_epoch` itself (progress, per-step `loss.item()`).
 - trainer_*: the trainer with one thing changed, to size each cause of the difference; grid_t<T>_w<W>: the trainer
   with runtime.threads T and runtime.num_workers W.
@@ -25,7 +25,7 @@ each variant's steps run right beside the others' and load from other work falls
 waiting for its turn does nothing (its DataLoader workers may finish prefetching a batch). The loop under test is
 unchanged: a gate in its loader blocks before each batch until the parent says go, and times the step from the
 request for its batch to the request for the next (data wait included). Epochs are cut at `--epoch-steps` so
-that the timed window holds an epoch start (a new DataLoader: its workers start inside the timed step); its
+that the timed window holds epoch starts (the first batch of an epoch; loader workers start in the first); their
 extra time is reported on its own and amortised over an epoch of the default sample. `trainer_again` repeats
 the trainer in the same group: its figure shows the noise, and its weights' md5 whether the trainer gives the
 same bytes twice.
@@ -71,7 +71,16 @@ def train_variants(d: dict) -> dict[str, tuple[dict, str]]:
     out = {
         "bare": (bare, "bare loop: native CPU kernels, NCHW, float tensors in RAM"),
         "bare_cl": ({**bare, "channels_last": True}, "bare loop, channels_last"),
+        "bare_cl_same": (
+            {**bare, "channels_last": True, "portable": d["portable"], "deterministic": d["deterministic"]},
+            "bare loop, channels_last, with the trainer's CPU settings "
+            f"(runtime.portable {str(d['portable']).lower()}, runtime.deterministic {str(d['deterministic']).lower()})",
+        ),
         "trainer": (trainer, "the trainer as params.yaml sets it"),
+        "trainer_native": (
+            {**trainer, "portable": False, "deterministic": False},
+            "the trainer with the bare loop's CPU settings (runtime.portable false, runtime.deterministic false)",
+        ),
         "trainer_again": (trainer, "the trainer again (noise; the same bytes twice?)"),
         "trainer_fill": (
             {**trainer, "deterministic": True, "fill": True},
@@ -100,6 +109,11 @@ def predict_variants(d: dict) -> dict[str, tuple[dict, str]]:
     return {
         "bare_predict": (bare, "bare no_grad loop: native CPU kernels, NCHW, float tensors in RAM"),
         "bare_predict_cl": ({**bare, "channels_last": True}, "bare loop, channels_last"),
+        "bare_predict_same": (
+            {**bare, "channels_last": True, "portable": d["portable"]},
+            "bare loop, channels_last, with the predict stage's CPU kernels "
+            f"(runtime.portable {str(d['portable']).lower()})",
+        ),
         "predict": (predictor, "predict_probabilities as the predict stage runs it"),
         "predict_again": (predictor, "the same again (noise; the same bytes twice?)"),
         "predict_kernels": (
@@ -119,11 +133,12 @@ def grid_name(threads: int, workers: int) -> str:
 # Each group runs in lockstep (each process holds its own torch, model and activations: 1-2 GB). The first holds
 # the bare loops; every other holds the trainer, so each variant is compared with the trainer measured beside it.
 GROUPS: dict[str, list[str]] = {
-    "reference": ["bare", "bare_cl", "trainer", "trainer_again", "trainer_fill"],
-    "causes": ["trainer", "trainer_layout", "trainer_kernels", "trainer_nondet", "trainer_noaug", "trainer_lean"],
+    "reference": ["bare", "bare_cl", "bare_cl_same", "trainer", "trainer_again", "trainer_native"],
+    "causes": ["trainer", "trainer_layout", "trainer_kernels", "trainer_nondet", "trainer_noaug", "trainer_lean"]
+    + ["trainer_fill"],
     "workers_threads": [grid_name(t, w) for t, w in GRID],
 }
-PREDICT_GROUP = ["bare_predict", "bare_predict_cl", "predict", "predict_again", "predict_kernels"]
+PREDICT_GROUP = ["bare_predict", "bare_predict_cl", "bare_predict_same", "predict", "predict_again", "predict_kernels"]
 QUICK_GROUPS = {"reference": ["bare", "trainer", "trainer_again"]}
 QUICK_PREDICT = ["bare_predict", "predict"]
 
@@ -222,7 +237,6 @@ def lean_epoch(net, loader, losses, weights, optimizer, scheduler, scaler, ema, 
 def train_child(cfg: dict, gate: Gate) -> dict:
     import torch
 
-    from maskcls.dataset import build_train_loader
     from maskcls.paths import Paths
     from maskcls.repro import cpu_threads
     from maskcls.training import loop
@@ -235,10 +249,9 @@ def train_child(cfg: dict, gate: Gate) -> dict:
         if cfg["fill"] is not None:
             torch.utils.deterministic.fill_uninitialized_memory = cfg["fill"]
         weights = loop.start_epoch(job.net, 0, params.train.epochs)
-        data = job.data
 
         def loader(epoch: int):
-            return build_train_loader(data.images, data.train_rows, data.train_targets, params, job.seed, epoch)
+            return job.train_loader.epoch(epoch)  # as run_epoch asks for each epoch's batches
 
         gate.send(
             {
@@ -312,6 +325,10 @@ def bare_train_child(cfg: dict, gate: Gate) -> dict:
 
     root = Path(cfg["root"])
     params, net = _bare_model(root, cfg)
+    if cfg.get("deterministic"):
+        from maskcls.repro import set_deterministic
+
+        set_deterministic(True)  # what the trainer's build_job does
     net.train()
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-4)
     batch = params.train.batch_size
@@ -509,8 +526,9 @@ def analyse(groups: dict, predict: dict | None, defaults: dict) -> dict:
     in the group that holds them, else through the trainer (variant / trainer in its group x trainer / bare)."""
     ref = groups["reference"]
     r = benchlib.ratio
-    base = {b: r(ref["trainer"]["images_per_s"], ref[b]["images_per_s"]) for b in ("bare", "bare_cl") if b in ref}
-    fastest_bare = max((b for b in base), key=lambda b: ref[b]["images_per_s"])
+    bares = ("bare", "bare_cl", "bare_cl_same")
+    base = {b: r(ref["trainer"]["images_per_s"], ref[b]["images_per_s"]) for b in bares if b in ref}
+    fastest_bare = max((b for b in base if b != "bare_cl_same"), key=lambda b: ref[b]["images_per_s"])
     default_grid = grid_name(defaults["threads"], defaults["num_workers"])
     train: dict = {}
     for gname, group in groups.items():
@@ -547,6 +565,12 @@ def analyse(groups: dict, predict: dict | None, defaults: dict) -> dict:
     out["fastest_bare"] = fastest_bare
     out["trainer_vs_fastest_bare"] = base[fastest_bare]
     out["target_trainer_at_least_0.9x_bare"] = base[fastest_bare] >= 0.9
+    # The loop's own cost, each side under the same CPU settings: the trainer against the bare loop run with its
+    # settings, and the trainer run with the bare loop's settings against the bare loop.
+    if "bare_cl_same" in ref:
+        out["trainer_vs_bare_same_settings"] = base["bare_cl_same"]
+    if "trainer_native" in ref and "bare_cl" in ref:
+        out["trainer_native_vs_bare_cl"] = r(ref["trainer_native"]["images_per_s"], ref["bare_cl"]["images_per_s"])
     grid = groups.get("workers_threads")
     if grid:
         fastest = max(grid, key=lambda n: grid[n]["images_per_s"])
@@ -558,13 +582,17 @@ def analyse(groups: dict, predict: dict | None, defaults: dict) -> dict:
             "fastest_vs_default": r(best, dflt) if dflt else None,
         }
     if predict:
-        bares = [b for b in ("bare_predict", "bare_predict_cl") if b in predict]
+        bares = [b for b in ("bare_predict", "bare_predict_cl", "bare_predict_same") if b in predict]
         for v in predict.values():
             v["vs_predict"] = r(v["images_per_s"], predict["predict"]["images_per_s"])
             for b in bares:
                 v[f"vs_{b}"] = r(v["images_per_s"], predict[b]["images_per_s"])
         out["predict"] = predict
-        fastest_p = max(bares, key=lambda b: predict[b]["images_per_s"])
+        fastest_p = max((b for b in bares if b != "bare_predict_same"), key=lambda b: predict[b]["images_per_s"])
+        if "bare_predict_same" in predict:  # each side with the same CPU kernels
+            out["predict_vs_bare_same_settings"] = predict["predict"]["vs_bare_predict_same"]
+        if "predict_kernels" in predict and "bare_predict_cl" in predict:
+            out["predict_native_vs_bare_cl"] = predict["predict_kernels"]["vs_bare_predict_cl"]
         out["predict_vs_bare"] = {b: predict["predict"][f"vs_{b}"] for b in bares}
         out["fastest_bare_predict"] = fastest_p
         out["predict_vs_fastest_bare"] = predict["predict"][f"vs_{fastest_p}"]
@@ -579,10 +607,14 @@ def analyse(groups: dict, predict: dict | None, defaults: dict) -> dict:
 
 
 def defaults_of(root: Path) -> dict:
+    import torch
+
     from maskcls import params as params_mod
+    from maskcls.training.runtime import loader_workers
 
     rt = params_mod.load(root / "params.yaml").runtime
-    return {k: getattr(rt, k) for k in RUNTIME_KEYS}
+    # num_workers as the trainer resolves it here (auto: 0 on CPU), so the grid holds the default
+    return {k: getattr(rt, k) for k in RUNTIME_KEYS} | {"num_workers": loader_workers(rt, torch.device("cpu"))}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -591,7 +623,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--people", type=int, default=60, help="train people of the generated sample (7 photos each)")
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps per variant")
     ap.add_argument("--steps", type=int, default=10, help="timed steps per variant")
-    ap.add_argument("--epoch-steps", type=int, default=7, help="steps per epoch (a new DataLoader each)")
+    ap.add_argument("--epoch-steps", type=int, default=7, help="steps per epoch")
     ap.add_argument("--predict-warmup", type=int, default=1)
     ap.add_argument("--predict-steps", type=int, default=6, help="timed predict batches per variant")
     ap.add_argument("--groups", help="comma-separated groups to run, in full (default: all; reference always runs)")

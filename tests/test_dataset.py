@@ -8,12 +8,14 @@ import torch
 
 from maskcls.dataset import (
     CachedDataset,
+    TrainLoader,
     balanced_sample_weights,
     build_eval_loader,
     build_train_loader,
     resample_minority,
 )
 from maskcls.params import AugParams, AugSpec, MinorityParams, Params, RuntimeParams, TrainParams
+from maskcls.transforms import build_augment
 
 N = 40
 MINORITY = np.arange(N) % 10 == 3  # rows 3, 13, 23, 33 are "old"
@@ -64,7 +66,7 @@ def test_resample_copies_get_the_minority_augment_on_top(images, targets):
 
     ds = CachedDataset(images, rows, tgts, augment=Marker(1, 7), minority_augment=Marker(2, 9), minority_mask=is_copy)
     for i in range(len(ds)):
-        x, y = ds[i]
+        x, y = ds[(i, 0)]
         assert x.dtype == torch.uint8 and x.shape == (3, 16, 12)
         assert (x[1] == 7).all()  # every sample gets the train augment
         assert (x[2] == 9).all() == bool(is_copy[i])  # only copies get the minority one
@@ -143,6 +145,43 @@ def test_workers_do_not_repeat_each_other(rng):
     )
     xs = [x for x, _ in build_train_loader(same, np.arange(16), {}, params, seed=0, epoch=0)]
     assert not torch.equal(xs[0], xs[1])  # batch 0 from worker 0, batch 1 from worker 1
+
+
+@pytest.mark.parametrize("minority", ["resample", "weighted"])
+def test_the_number_of_workers_changes_no_batch(images, targets, minority):
+    """Every draw carries its augmentation seed: in-process loading and two workers give the same bytes."""
+    params = {w: make_params(num_workers=w, minority=MinorityParams(mode=minority)) for w in (0, 2)}
+    for epoch in (0, 3):
+        in_process = batches(build_train_loader(images, np.arange(N), targets, params[0], seed=5, epoch=epoch))
+        two_workers = batches(build_train_loader(images, np.arange(N), targets, params[2], seed=5, epoch=epoch))
+        assert_same(in_process, two_workers)
+
+
+def test_one_loader_for_the_whole_run_gives_each_epoch_as_a_fresh_one(images, targets):
+    """A run iterates one TrainLoader (persistent workers): epoch e is what a loader built for epoch e alone
+    gives, whatever epochs came before it, so a resumed run sees what an uninterrupted one saw."""
+    params = make_params(num_workers=2, minority=MinorityParams(mode="resample"))
+    run = TrainLoader(images, np.arange(N), targets, params, seed=5)
+    assert run.loader.persistent_workers
+    seen = {epoch: batches(run.epoch(epoch)) for epoch in (0, 1, 2)}
+    for epoch in (2, 0):
+        assert_same(seen[epoch], batches(build_train_loader(images, np.arange(N), targets, params, 5, epoch)))
+    assert not torch.equal(seen[0][0][0], seen[1][0][0])
+
+
+def test_a_draw_looks_the_same_whatever_was_drawn_before(images):
+    augment = build_augment([AugSpec("RandomBrightnessContrast", {"p": 1.0})], seed=0, image_size=(16, 12))
+    ds = CachedDataset(images, np.arange(N), augment=augment)
+    first = ds[(3, 123)][0]
+    ds[(4, 7)], ds[(3, 8)]  # other draws move the Compose's RNG
+    assert torch.equal(ds[(3, 123)][0], first) and not torch.equal(ds[(3, 8)][0], first)
+
+
+def test_an_augmented_dataset_needs_a_seed_per_sample(images):
+    augment = build_augment([AugSpec("HorizontalFlip")], seed=0, image_size=(16, 12))
+    with pytest.raises(TypeError, match="augmentation seed"):
+        CachedDataset(images, np.arange(N), augment=augment)[0]
+    assert torch.equal(CachedDataset(images, np.arange(N))[0][0], torch.from_numpy(images[0]).permute(2, 0, 1))
 
 
 def test_eval_loader_keeps_order_and_no_augment(images):

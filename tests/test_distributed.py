@@ -54,21 +54,23 @@ def test_validation_shards_cover_every_row_once_in_order():
         assert [x for p in parts for x in p] == list(range(n))
 
 
-def test_a_ddp_epoch_draws_the_one_process_order(tmp_path):
-    """The ranks' first global batch holds the samples of one process's first batch, for shuffle and weighted."""
-    images = np.zeros((40, 8, 6, 3), np.uint8)
+def test_a_ddp_epoch_draws_and_augments_the_one_process_batches(rng):
+    """The ranks' global batch i, rank 0's share then rank 1's, is one process's batch i: the same samples in the
+    same order, augmented to the same bytes (each draw carries its seed), for shuffle and weighted draws."""
+    images = rng.integers(0, 256, (40, 8, 6, 3), dtype=np.uint8)
     rows = np.arange(40)
     targets = {"age": np.array([0, 1, 2, 2] * 10)}
+    aug = {"train": [{"name": "RandomBrightnessContrast", "p": 1.0}], "minority": []}
     for minority in ({"mode": "none"}, {"mode": "weighted", "task": "age", "label": 2}):
-        data = {"train": {"batch_size": 8, "minority": minority}, "runtime": {"num_workers": 0}, "aug": {"train": []}}
+        data = {"train": {"batch_size": 8, "minority": minority}, "runtime": {"num_workers": 0}, "aug": aug}
         p = params_mod.from_dict(merged(params_mod.read_yaml("params.yaml"), data))
-        one = [b[1]["age"].tolist() for b in build_train_loader(images, rows, targets, p, seed=3, epoch=1)]
+        one = list(build_train_loader(images, rows, targets, p, seed=3, epoch=1))
         per_rank = [list(build_train_loader(images, rows, targets, p, 3, 1, w)) for w in ranks(2)]
-        assert len(per_rank[0]) == len(one)
-        for i, batch in enumerate(one):
-            together = per_rank[0][i][1]["age"].tolist() + per_rank[1][i][1]["age"].tolist()
-            assert sorted(together) == sorted(batch)
+        assert len(per_rank[0]) == len(per_rank[1]) == len(one)
+        for i, (x, y) in enumerate(one):
             assert len(per_rank[0][i][1]["age"]) == 4
+            assert torch.equal(torch.cat([per_rank[r][i][0] for r in (0, 1)]), x)
+            assert torch.equal(torch.cat([per_rank[r][i][1]["age"] for r in (0, 1)]), y["age"])
 
 
 def test_torchrun_command_for_one_and_several_machines():

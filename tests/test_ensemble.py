@@ -311,7 +311,7 @@ def test_tune_bias_fits_offsets_out_of_fold_applies_them_to_eval_and_cross_fits_
     assert list(report["offsets"]) == [layout.class_name(c) for c in range(18)]
     np.testing.assert_allclose(list(report["offsets"].values()), offsets, atol=1e-6)
     np.testing.assert_array_equal(ev["pred"], (logp(soft(root, "eval")) + offsets).argmax(1))
-    assert (ev["pred"] != soft(root, "eval").argmax(1)).any() or (offsets == 0).all()
+    assert (oof["pred"] != soft(root, "oof").argmax(1)).any()  # the offsets move decisions: not a trivial case
     # One fold (the tiny pipeline's holdout split): two seeded halves of the out-of-fold people.
     part, how = ensemble.oof_parts(p, paths, oof["rows"])
     assert how == {"split": "halves", "parts": 2, "seed": ensemble.HALVES_SEED}

@@ -58,6 +58,12 @@ def test_committed_params_load_and_numbers_stay_numbers(tmp_path):
         ({"cache": {"height": 4}}, "cache", "at least 8 pixels"),
         ({"predict": {"tta": []}}, "predict.tta", "at least one view"),
         (
+            {"runtime": {"num_workers": "many"}},
+            "runtime.num_workers",
+            "expected an integer, got 'many'; or 'many' is not one of auto",
+        ),
+        ({"runtime": {"num_workers": -1}}, "runtime.num_workers", "must be auto, 0 or more"),
+        (
             {"models": {"multihead": {"head": "mask", "losses": {"age": {"name": "ce"}}}}},
             "models.multihead",
             "no output",
@@ -122,3 +128,23 @@ def test_per_model_train_overrides_resolve_over_the_shared_section():
     assert p.train_for("a").lr == 3e-5 and p.train_for("b").lr == 1e-3
     assert p.train_for("a").minority.mode == "resample" and p.train_for("a").minority.factor == 5
     assert p.for_model("a").train == p.train_for("a") and p.train.lr == 1e-3
+
+
+def test_num_workers_is_auto_or_a_count():
+    assert params.from_dict({}).runtime.num_workers == "auto"
+    assert params.from_dict({"runtime": {"num_workers": 3}}).runtime.num_workers == 3
+
+
+def test_auto_loader_workers_are_none_on_cpu_and_a_share_of_the_cores_on_cuda(monkeypatch):
+    import torch
+
+    from maskcls.training.runtime import loader_workers
+
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    auto = params.RuntimeParams()
+    assert loader_workers(auto, torch.device("cpu")) == 0
+    assert loader_workers(auto, torch.device("cuda")) == 8
+    assert loader_workers(params.RuntimeParams(devices=4), torch.device("cuda")) == 4
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert loader_workers(auto, torch.device("cuda")) == 2
+    assert loader_workers(params.RuntimeParams(num_workers=3), torch.device("cpu")) == 3

@@ -1,16 +1,16 @@
 """Datasets and loaders over the cached uint8 arrays (data/cache), deterministic down to the augmentations.
 
-What a training epoch sees depends only on (seed, epoch, num_workers) and the params:
-- the shuffle order (or weighted draw) comes from a torch.Generator seeded with derive_seed(seed, epoch), so a
-  run resumed at epoch e sees the same order as one that never stopped;
-- albumentations 2.x keeps its own RNG inside each Compose and ignores the global seeds. With num_workers=0 the
-  Compose is seeded from (seed, epoch); in DataLoader workers every worker reseeds its copy from torch's
-  per-worker seed (base seed drawn from the same generator + worker id). Which images a worker augments
-  depends on num_workers, so num_workers changes the augmentation stream, hence results: it is part of the
-  experiment (runtime.num_workers in params), and runs are comparable only with the same value.
+What a training epoch sees depends only on (seed, epoch) and the params, never on how many processes load it:
+- the order (a shuffle, or weighted draws with replacement) comes from a torch.Generator seeded with
+  loader_seed(seed, epoch), so a run resumed at epoch e sees the same order as one that never stopped;
+- every draw carries its own augmentation seed, derived from (seed, epoch, its place in the epoch). Albumentations
+  2.x keeps its own RNG inside each Compose and ignores the global seeds, so the dataset reseeds its Composes
+  with the draw's seed before augmenting it. Which loader worker augments a sample, and how many workers there
+  are, changes nothing: runtime.num_workers is a speed setting, not part of the experiment, and a DDP run's
+  ranks augment their shares of a global batch exactly as one process augments the whole batch.
 
-Build one train loader per epoch (`build_train_loader(..., epoch)`): iterating one loader twice draws a new
-base seed and gives a different stream.
+A run builds one `TrainLoader` and asks it for each epoch's batches (`TrainLoader.epoch`): its DataLoader workers
+start once per run, not once per epoch.
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler, get_worker_info
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from maskcls.errors import ParamsError
-from maskcls.params import MinorityParams, Params, RuntimeParams
-from maskcls.repro import derive_seed, generator
-from maskcls.repro import worker_init_fn as seed_worker_globals
-from maskcls.training.distributed import GlobalBatchShard, World
+from maskcls.params import MinorityParams, Params
+from maskcls.repro import derive_seed, generator, worker_init_fn
+from maskcls.training.distributed import GlobalBatchShard, World, check_batch
+from maskcls.training.runtime import loader_workers, resolve_device
 from maskcls.transforms import build_augment
 
 if TYPE_CHECKING:
@@ -71,23 +71,23 @@ class CachedDataset(Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, key: int | tuple[int, int]):
+        """key: the sample's index, or (index, augmentation seed), what `TrainDraws` yields. An augmented
+        dataset needs the seed: its Composes are reseeded with it, so the sample looks the same in any process."""
+        i, seed = key if isinstance(key, tuple) else (key, None)
+        if seed is None and (self.augment is not None or self.minority_augment is not None):
+            raise TypeError("an augmented CachedDataset is indexed by (index, augmentation seed): see TrainDraws")
         # A private, writable copy: the cache is a read-only memory map and some transforms work in place.
         image = np.array(self.images[self.rows[i]])
         if self.augment is not None:
+            self.augment.set_random_seed(seed)
             image = self.augment(image=image)["image"]
         if self.minority_augment is not None and self.minority_mask[i]:
+            self.minority_augment.set_random_seed(derive_seed(seed, "minority"))
             image = self.minority_augment(image=image)["image"]
         # CHW, contiguous: the collated batch goes to the device as is and `normalize` works on it there.
         tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
         return tensor, {task: int(labels[i]) for task, labels in self.targets.items()}
-
-    def reseed(self, seed: int) -> None:
-        """Reseed the augmentations' own RNGs (albumentations ignores numpy's and torch's seeds)."""
-        if self.augment is not None:
-            self.augment.set_random_seed(derive_seed(seed, "augment"))
-        if self.minority_augment is not None:
-            self.minority_augment.set_random_seed(derive_seed(seed, "minority"))
 
     # A memory-mapped cache travels to spawned workers as its file name, not as a copy of every image.
     def __getstate__(self):
@@ -151,19 +151,6 @@ class StackedImages:
         self.__dict__.update({**state, "parts": tuple(_reopened(p) for p in state["parts"])})
 
 
-def worker_init_fn(worker_id: int) -> None:
-    """Seed a DataLoader worker: Python and NumPy (maskcls.repro), then the dataset's augmentations.
-
-    torch.initial_seed() in a worker is the loader's base seed + worker id, and the base seed comes from the
-    loader's seeded generator, so the stream depends on (seed, epoch, worker id, num_workers) only. Without
-    this, every worker would start from the same pickled Compose state and repeat the others' augmentations.
-    """
-    seed_worker_globals(worker_id)
-    info = get_worker_info()
-    if info is not None and isinstance(info.dataset, CachedDataset):
-        info.dataset.reseed(torch.initial_seed() % 2**63)
-
-
 def resample_minority(
     rows: np.ndarray, targets: Mapping[str, np.ndarray], minority: MinorityParams
 ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
@@ -197,8 +184,103 @@ def _task_labels(targets: Mapping[str, np.ndarray], minority: MinorityParams) ->
 
 
 def loader_seed(seed: int, epoch: int) -> int:
-    """The seed of one epoch's shuffle and augmentation streams: new each epoch, the same on every rerun."""
+    """The seed of one epoch's order and augmentations: new each epoch, the same on every rerun."""
     return derive_seed(seed, "train-loader", epoch)
+
+
+class TrainDraws(Sampler[tuple[int, int]]):
+    """One epoch's draws, as (sample index, augmentation seed), in this rank's order; `set_epoch` picks the epoch.
+
+    The global order is what one process draws from loader_seed(seed, epoch): a shuffle of the n samples, or n
+    weighted draws with replacement. Draw p's augmentation seed is derived from (epoch seed, p). In a DDP world
+    each rank yields its share of every global batch (`GlobalBatchShard`), seeds included, so the ranks' batch i
+    together hold exactly one process's batch i, augmented alike.
+    """
+
+    def __init__(self, n: int, weights: np.ndarray | None, global_batch: int, seed: int, world: World = World()):
+        self.n = n
+        self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.double)
+        self.global_batch = global_batch
+        self.seed = seed
+        self.world = world
+        # A last batch of one sample breaks BatchNorm in training; dropping the remainder costs < 1 batch.
+        self.drop_last = n > global_batch
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _shard(self, draws: Sequence) -> GlobalBatchShard:
+        return GlobalBatchShard(draws, self.global_batch, self.world, self.drop_last)
+
+    def __iter__(self):
+        epoch_seed = loader_seed(self.seed, self.epoch)
+        g = generator(epoch_seed)
+        if self.weights is None:
+            order = torch.randperm(self.n, generator=g).tolist()
+        else:
+            order = torch.multinomial(self.weights, self.n, True, generator=g).tolist()
+        draws = [(i, derive_seed(epoch_seed, "draw", p)) for p, i in enumerate(order)]
+        return iter(self._shard(draws))
+
+    def __len__(self) -> int:
+        return len(self._shard(range(self.n)))
+
+
+class TrainLoader:
+    """A run's training batches, epoch after epoch: augmented, shuffled or weighted per train.minority.
+
+    `targets` are aligned with `rows`. Batches: (uint8 (B, 3, H, W), {task: int64 (B,)}); in a DDP world, this
+    rank's share of each global batch of `train.batch_size`. One DataLoader serves every epoch, so its workers
+    (runtime.num_workers) start once per run; which worker loads what changes no byte (see the module's doc).
+    """
+
+    def __init__(
+        self,
+        images: np.ndarray,
+        rows: np.ndarray,
+        targets: Mapping[str, np.ndarray],
+        params: Params,
+        seed: int,
+        world: World = World(),
+    ):
+        tp = params.train
+        minority = tp.minority
+        # Minority handling belongs to the models that predict its task (the seed resampled old age for the age
+        # model only); a mask-only model of the same experiment trains on the plain data.
+        mode = minority.mode if minority.task in targets else "none"
+        # Every draw reseeds the Composes (CachedDataset): these seeds only fill them until the first draw.
+        augment = build_augment(params.aug.train, derive_seed(seed, "augment"), "aug.train", images.shape[1:3])
+        minority_augment = None
+        is_copy = None
+        if mode == "resample":
+            rows, targets, is_copy = resample_minority(rows, targets, minority)
+            minority_augment = build_augment(
+                params.aug.minority, derive_seed(seed, "minority"), "aug.minority", images.shape[1:3]
+            )
+        self.dataset = CachedDataset(images, rows, targets, augment, minority_augment, is_copy)
+        weights = balanced_sample_weights(_task_labels(self.dataset.targets, minority)) if mode == "weighted" else None
+        self.draws = TrainDraws(len(self.dataset), weights, tp.batch_size, seed, world)
+        workers = loader_workers(params.runtime, resolve_device(params.runtime.device))
+        self.loader = DataLoader(
+            self.dataset,
+            batch_size=check_batch(tp.batch_size, world),
+            sampler=self.draws,
+            num_workers=workers,
+            worker_init_fn=worker_init_fn,
+            generator=generator(derive_seed(seed, "workers")),
+            persistent_workers=workers > 0,
+            pin_memory=_pin_memory(params.runtime.device),
+        )
+
+    def epoch(self, epoch: int) -> DataLoader:
+        """The batches of epoch `epoch` (0-based): iterate the returned loader once."""
+        self.draws.set_epoch(epoch)
+        return self.loader
+
+    def __len__(self) -> int:
+        """Steps per epoch: the same every epoch (resampling is fixed, weighted draws are n per epoch)."""
+        return len(self.loader)
 
 
 def build_train_loader(
@@ -210,76 +292,9 @@ def build_train_loader(
     epoch: int,
     world: World = World(),
 ) -> DataLoader:
-    """The loader of one training epoch (0-based): augmented, shuffled or weighted per train.minority.
-
-    `targets` are aligned with `rows`. Batches: (uint8 (B, 3, H, W), {task: int64 (B,)}). In a DDP world the
-    loader yields this rank's share of each global batch of `train.batch_size` (`sharded_loader`).
-    """
-    tp = params.train
-    minority = tp.minority
-    # Minority handling belongs to the models that predict its task (the seed resampled old age for the age
-    # model only); a mask-only model of the same experiment trains on the plain data.
-    mode = minority.mode if minority.task in targets else "none"
-    epoch_seed = loader_seed(seed, epoch)
-    augment = build_augment(params.aug.train, derive_seed(epoch_seed, "augment"), "aug.train", images.shape[1:3])
-    minority_augment = None
-    is_copy = None
-    if mode == "resample":
-        rows, targets, is_copy = resample_minority(rows, targets, minority)
-        minority_augment = build_augment(
-            params.aug.minority, derive_seed(epoch_seed, "minority"), "aug.minority", images.shape[1:3]
-        )
-    dataset = CachedDataset(images, rows, targets, augment, minority_augment, is_copy)
-
-    weights = balanced_sample_weights(_task_labels(dataset.targets, minority)) if mode == "weighted" else None
-    if world.distributed:
-        return sharded_loader(dataset, weights, tp.batch_size, params.runtime, epoch_seed, world)
-    g = generator(epoch_seed)
-    sampler = None
-    if weights is not None:
-        sampler = WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double), len(dataset), generator=g)
-    return DataLoader(
-        dataset,
-        batch_size=tp.batch_size,
-        shuffle=sampler is None,
-        sampler=sampler,
-        generator=g,
-        num_workers=params.runtime.num_workers,
-        worker_init_fn=worker_init_fn,
-        persistent_workers=False,
-        pin_memory=_pin_memory(params.runtime.device),
-        # A last batch of one sample breaks BatchNorm in training; dropping the remainder costs < 1 batch.
-        drop_last=len(dataset) > tp.batch_size,
-    )
-
-
-def sharded_loader(
-    dataset: CachedDataset, weights, batch_size: int, rt: RuntimeParams, epoch_seed: int, world: World
-) -> DataLoader:
-    """This rank's loader of a DDP epoch: every rank draws the global order (a shuffle, or weighted draws with
-    replacement) that one process's loader draws, and takes its share of each global batch, so the ranks' batch i
-    together hold exactly one process's batch i. The workers' seeds differ per rank: augmentations are per-rank
-    streams."""
-    # The generator calls of the one-process loader, in its order: DataLoader draws the workers' base seed when
-    # an epoch starts, then the sampler draws the order (tests/test_distributed.py compares the two loaders).
-    g = generator(epoch_seed)
-    torch.empty((), dtype=torch.int64).random_(generator=g)
-    n = len(dataset)
-    if weights is None:
-        order = torch.randperm(n, generator=g).tolist()
-    else:
-        order = torch.multinomial(torch.as_tensor(weights, dtype=torch.double), n, True, generator=g).tolist()
-    sampler = GlobalBatchShard(order, batch_size, world, drop_last=len(dataset) > batch_size)
-    return DataLoader(
-        dataset,
-        batch_size=batch_size // world.size,
-        sampler=sampler,
-        generator=generator(derive_seed(epoch_seed, "rank", world.rank)),
-        num_workers=rt.num_workers,
-        worker_init_fn=worker_init_fn,
-        persistent_workers=False,
-        pin_memory=_pin_memory(rt.device),
-    )
+    """The batches of one epoch alone (0-based): what `TrainLoader(...).epoch(epoch)` yields, for a look at a
+    single epoch (tests, benchmarks). Training keeps one TrainLoader for the whole run."""
+    return TrainLoader(images, rows, targets, params, seed, world).epoch(epoch)
 
 
 def build_eval_loader(
@@ -296,7 +311,8 @@ def build_eval_loader(
         shuffle=False,
         num_workers=num_workers,
         worker_init_fn=worker_init_fn,
-        persistent_workers=False,
+        # Validation iterates the same loader every epoch: its workers start once.
+        persistent_workers=num_workers > 0,
         pin_memory=_pin_memory("auto"),
     )
 

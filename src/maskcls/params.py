@@ -158,12 +158,15 @@ class TrainParams:
 
 @dataclass(frozen=True)
 class RuntimeParams:
-    """Where and how train and predict compute, the same for every model. On CPU, threads, num_workers and
-    portable change the bytes of the results too, so the train stage declares them."""
+    """Where and how train and predict compute, the same for every model. On CPU, threads and portable change
+    the bytes of the results too, so the train stage declares them; num_workers changes no byte."""
 
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = 2  # CPU threads of train and predict; the rounding of CPU sums depends on it
-    num_workers: int = 2  # DataLoader workers; each draws its own augmentation RNG stream
+    # DataLoader worker processes; no byte depends on them (each draw carries its augmentation seed, maskcls.dataset).
+    # auto: 0 on CPU, where the loader's work is small and workers take cores from the model; on CUDA one per core
+    # of this process's share of the machine, at most 8 (`loader_workers`).
+    num_workers: int | Literal["auto"] = "auto"
     amp: Literal["off", "bf16", "fp16"] = "bf16"  # CUDA only
     channels_last: bool = True  # model and inputs in NHWC memory order, on CPU and CUDA
     deterministic: bool = True
@@ -289,8 +292,13 @@ def _build(tp, value, path: str, source: str):
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        non_none = [a for a in args if a is not type(None)]
-        return _build(non_none[0], value, path, source)
+        reasons = []
+        for alternative in (a for a in args if a is not type(None)):  # the first that takes the value
+            try:
+                return _build(alternative, value, path, source)
+            except ParamsError as exc:
+                reasons.append(str(exc).removeprefix(f"{source}: {path or '<root>'}: "))
+        raise _err(source, path, "; or ".join(reasons))
 
     if origin is list:
         if not isinstance(value, list):
@@ -526,8 +534,8 @@ def _check_train(t: TrainParams, where: str, runtime: RuntimeParams, bad) -> Non
 
 
 def _check_runtime(r: RuntimeParams, bad) -> None:
-    if r.num_workers < 0:
-        bad("runtime.num_workers", "must be 0 or more")
+    if r.num_workers != "auto" and r.num_workers < 0:
+        bad("runtime.num_workers", "must be auto, 0 or more")
     if r.threads < 0:
         bad("runtime.threads", "must be 0 (one per core) or more")
     if r.checkpoint_every < 1:

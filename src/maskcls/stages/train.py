@@ -44,10 +44,11 @@ from maskcls.training.distributed import World
 from maskcls.training.loop import build_job, run_epoch, should_stop, summary_line
 from maskcls.training.runtime import actionable_errors
 
-# runtime keys that change no byte of a train stage's outputs: how often a resumable checkpoint is written and
-# where the machines of a DDP run meet. dvc.yaml's train stage declares every other runtime key
-# (tests/test_dvc_graph.py keeps the two in step).
-UNDECLARED_RUNTIME_KEYS = ("checkpoint_every", "rdzv_endpoint")
+# runtime keys that change no byte of a train stage's outputs: how many processes load the data (every draw
+# carries its augmentation seed, maskcls.dataset), how often a resumable checkpoint is written and where the
+# machines of a DDP run meet. dvc.yaml's train stage declares every other runtime key (tests/test_dvc_graph.py
+# keeps the two in step).
+UNDECLARED_RUNTIME_KEYS = ("num_workers", "checkpoint_every", "rdzv_endpoint")
 
 
 def declared_params(params: Params, model: str) -> dict:

@@ -12,9 +12,11 @@ What stays the same as one process with the same `train.batch_size` (the global 
 - the gradient of a step: DDP averages the ranks' mean gradients over equal shares, the mean over the global batch;
 - validation: each rank predicts a share of the held-out rows, the logits are gathered, and every rank scores the
   whole set, so all ranks agree on the best epoch and early stopping.
+- each sample's augmentation: every draw carries its own seed (`maskcls.dataset.TrainDraws`), so the ranks
+  augment their shares of a global batch exactly as one process augments the whole batch.
 What differs (so results are close, not bit-identical, to one process): BatchNorm statistics are per rank (CUDA
-runs convert to SyncBatchNorm, which CPU lacks), augmentation draws come from per-rank streams, and the sums of
-the gradient all-reduce round differently. Only rank 0 writes checkpoints, DVCLive logs and outputs.
+runs convert to SyncBatchNorm, which CPU lacks), and the sums of the gradient all-reduce round differently.
+Only rank 0 writes checkpoints, DVCLive logs and outputs.
 """
 
 from __future__ import annotations
@@ -115,21 +117,21 @@ def check_batch(batch_size: int, world: World) -> int:
     return batch_size // world.size
 
 
-class GlobalBatchShard(Sampler[int]):
-    """This rank's share of every global batch of `order` (the indices one process would draw, in order).
+class GlobalBatchShard(Sampler):
+    """This rank's share of every global batch of `order` (the draws one process would take, in order).
 
     Global batch i is order[i*B : (i+1)*B]; rank r takes its r-th of `world` equal slices. With `drop_last`
     a short final batch is dropped, as one process does; without it, the last batch is cut to a multiple of the
     world size so every rank runs the same number of steps (DDP needs every rank in every all-reduce).
     """
 
-    def __init__(self, order: Sequence[int], global_batch: int, world: World, drop_last: bool):
+    def __init__(self, order: Sequence, global_batch: int, world: World, drop_last: bool):
         self.order = list(order)
         self.global_batch = global_batch
         self.world = world
         self.drop_last = drop_last
 
-    def batches(self) -> list[list[int]]:
+    def batches(self) -> list[list]:
         n, b = len(self.order), self.global_batch
         full = [self.order[i : i + b] for i in range(0, n - n % b, b)]
         rest = self.order[n - n % b :]
@@ -139,7 +141,7 @@ class GlobalBatchShard(Sampler[int]):
                 full.append(rest)
         return full
 
-    def __iter__(self) -> Iterator[int]:
+    def __iter__(self) -> Iterator:
         for batch in self.batches():
             share = len(batch) // self.world.size
             yield from batch[self.world.rank * share : (self.world.rank + 1) * share]

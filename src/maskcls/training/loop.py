@@ -26,7 +26,7 @@ from timm.utils import ModelEmaV3
 from torch.utils.data import DataLoader
 
 from maskcls import layout, metrics
-from maskcls.dataset import build_eval_loader, build_train_loader
+from maskcls.dataset import TrainLoader, build_eval_loader
 from maskcls.losses import build_loss
 from maskcls.models import MaskModel, build_model, check_backbone
 from maskcls.optim import Schedule, build_optimizer, build_scheduler
@@ -39,7 +39,7 @@ from maskcls.training.checkpoint import State, cpu_copy
 from maskcls.training.distributed import World
 from maskcls.training.fold import FoldData, load_fold
 from maskcls.training.inference import predict_logits
-from maskcls.training.runtime import Runtime, runtime
+from maskcls.training.runtime import Runtime, loader_workers, runtime
 
 
 def selection_key(head: str) -> str:
@@ -145,6 +145,7 @@ class Job:
     scheduler: Schedule
     scaler: torch.amp.GradScaler
     ema: ModelEmaV3 | None
+    train_loader: TrainLoader
     val_loader: DataLoader
     select: str  # output whose validation F1 picks the best epoch
 
@@ -174,9 +175,7 @@ def build_job(params: Params, model: str, fold: int, paths: Paths, world: World 
     trainee = distributed.wrap(net, world, rt.device, unused_parameters=bool(net.task_order))
     if rp.compile:
         trainee = torch.compile(trainee)
-    # The schedule counts optimizer steps; every epoch's loader has the same length (resampling is fixed).
-    first = build_train_loader(data.images, data.train_rows, data.train_targets, params, seed, 0, world)
-    steps_per_epoch = len(first)
+    train_loader = TrainLoader(data.images, data.train_rows, data.train_targets, params, seed, world)
     optimizer = build_optimizer(net, tp)
     val_rows = data.val_rows[distributed.shard_rows(len(data.val_rows), world)]
     return Job(
@@ -190,10 +189,11 @@ def build_job(params: Params, model: str, fold: int, paths: Paths, world: World 
         trainee=trainee,
         losses=build_losses(spec, data.train_targets, rt.device),
         optimizer=optimizer,
-        scheduler=build_scheduler(optimizer, tp, steps_per_epoch),
+        scheduler=build_scheduler(optimizer, tp, len(train_loader)),  # every epoch has as many steps
         scaler=torch.amp.GradScaler("cuda", enabled=rt.amp == "fp16"),
         ema=ModelEmaV3(net, decay=tp.ema) if tp.ema > 0 else None,
-        val_loader=build_eval_loader(data.images, val_rows, tp.batch_size, rp.num_workers),
+        train_loader=train_loader,
+        val_loader=build_eval_loader(data.images, val_rows, tp.batch_size, loader_workers(rp, rt.device)),
         select=selection_key(spec.head),
     )
 
@@ -214,9 +214,7 @@ def run_epoch(job: Job, state: State) -> tuple[dict, bool]:
     is the best so far."""
     tp, data = job.params.train, job.data
     epoch = state.epoch + 1
-    loader = build_train_loader(
-        data.images, data.train_rows, data.train_targets, job.params, job.seed, epoch - 1, job.world
-    )
+    loader = job.train_loader.epoch(epoch - 1)
     weights = start_epoch(job.net, epoch - 1, tp.epochs)
     lr = job.scheduler.lrs[0]  # the epoch's starting rate; per-step schedules move it within the epoch
     train_losses, state.step = train_one_epoch(

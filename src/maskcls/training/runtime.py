@@ -4,12 +4,13 @@ validation and prediction; and CUDA failures turned into errors that name the pa
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
 
 import torch
 
 from maskcls.errors import ResourceError
-from maskcls.params import Params
+from maskcls.params import Params, RuntimeParams
 from maskcls.training.distributed import World, device_for
 from maskcls.transforms import normalize
 
@@ -23,6 +24,18 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def loader_workers(rp: RuntimeParams, device: torch.device) -> int:
+    """DataLoader worker processes for runtime.num_workers. auto, chosen (bench/train_throughput.py measures
+    it): 0 on CPU, where augmenting a cached 128x96 batch takes milliseconds against a step of a few hundred
+    and workers only take cores from the model; on CUDA the GPU waits for the CPU, so one worker per core of this
+    process's share of the machine (runtime.devices processes per machine), at most 8."""
+    if rp.num_workers != "auto":
+        return rp.num_workers
+    if device.type != "cuda":
+        return 0
+    return max(1, min(8, (os.cpu_count() or 1) // rp.devices))
 
 
 @dataclass(frozen=True)
