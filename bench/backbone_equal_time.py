@@ -11,7 +11,7 @@ Each backbone trains in a fresh process (the CPU mode of runtime.portable is set
 the recipe of params.yaml for `models.multihead`, only the backbone changed, through the project's own loop
 (`maskcls.training.loop`: build_job, run_epoch, validation on the held-out fold every epoch). The number of
 epochs is fitted to the budget first, so each schedule (warm-up, cosine decay) runs to its end: a probe times a
-few training steps and one validation pass, and train.epochs = budget / estimated epoch time (at least 1). An
+few training steps and one validation pass, and train.epochs = 1.1 x budget / estimated epoch time (at least 1). An
 epoch is not started when the epochs so far say it would end more than 10% past the budget. The best epoch's
 weights (by validation macro F1, as the train stage keeps them) then predict the eval photos
 (`predict_probabilities` with predict.tta) and are scored against the generated sample's eval labels with
@@ -101,7 +101,8 @@ def child(cfg: dict) -> dict:
         loop.evaluate(net, job.val_loader, job.losses, data.val_truth, data.val_targets, job.rt, config)
         val_s = time.perf_counter() - t
         estimate = start_s + steps_per_epoch * step_s + val_s
-        epochs = max(1, math.floor(cfg["budget_s"] / estimate))
+        # As many epochs as the stopping rule below lets run: up to GRACE x the budget.
+        epochs = max(1, math.floor(GRACE * cfg["budget_s"] / estimate))
         probe = {"seconds": round(time.perf_counter() - started, 1), "step_s": round(step_s, 3),
                  "epoch_start_s": round(start_s, 2), "val_s": round(val_s, 2),
                  "epoch_s_estimate": round(estimate, 1)}  # fmt: skip
